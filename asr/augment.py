@@ -1,0 +1,90 @@
+"""Waveform augmentation for training: speed, noise, reverberation, telephone band, gain.
+
+`AugmentConfig` holds the probabilities; `augment(wav, cfg, rng)` draws one chain per utterance.
+The aim is robustness to real, unseen voices and channels (including 8 kHz telephone speech).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+
+from .audio import SAMPLE_RATE, resample
+
+
+@dataclass
+class AugmentConfig:
+    speed_factors: tuple[float, ...] = (0.9, 1.0, 1.1)
+    p_noise: float = 0.5
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    p_reverb: float = 0.3
+    rt60: tuple[float, float] = (0.15, 0.6)
+    p_telephone: float = 0.25
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+
+
+def augment(wav: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """One random augmentation chain: speed -> reverb -> telephone -> noise -> gain."""
+    wav = speed_perturb(wav, rng.choice(cfg.speed_factors))
+    if rng.random() < cfg.p_reverb:
+        wav = reverberate(wav, rng.uniform(*cfg.rt60), rng)
+    if rng.random() < cfg.p_telephone:
+        wav = telephone(wav, rng)
+    if rng.random() < cfg.p_noise:
+        wav = add_noise(wav, rng.uniform(*cfg.snr_db), rng, colour=rng.choice([0.0, 0.0, 0.7, 0.95]))
+    wav = gain(wav, rng.uniform(*cfg.gain_db))
+    return wav.clamp(-1.0, 1.0)
+
+
+def speed_perturb(wav: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play `wav` `factor` times faster (pitch moves with it), as Kaldi's speed perturbation."""
+    if factor == 1.0:
+        return wav
+    # Resampling from sr*factor to sr shortens the signal by `factor`.
+    num = int(round(SAMPLE_RATE * factor / 100))
+    return resample(wav, num, SAMPLE_RATE // 100)
+
+
+def add_noise(wav: torch.Tensor, snr_db: float, rng: random.Random | None = None, colour: float = 0.0) -> torch.Tensor:
+    """Add Gaussian noise at `snr_db`; `colour` in [0, 1) low-passes it (0 = white, 0.9 = rumble)."""
+    rng = rng or random
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    noise = torch.randn(wav.shape, generator=g)
+    if colour > 0:
+        noise = torchaudio.functional.lfilter(noise, torch.tensor([1.0, -colour]), torch.tensor([1.0 - colour, 0.0]), clamp=False)
+    p_sig = wav.pow(2).mean().clamp_min(1e-10)
+    p_noise = noise.pow(2).mean().clamp_min(1e-10)
+    return wav + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
+
+
+def reverberate(wav: torch.Tensor, rt60: float, rng: random.Random | None = None) -> torch.Tensor:
+    """Convolve with a synthetic room impulse response (exponentially decaying noise, `rt60` s)."""
+    rng = rng or random
+    n = max(int(rt60 * SAMPLE_RATE), 1)
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    t = torch.arange(n) / SAMPLE_RATE
+    rir = torch.randn(n, generator=g) * torch.exp(-6.9 * t / rt60)
+    rir[0] = 1.0
+    rir = rir / rir.norm()
+    out = torchaudio.functional.fftconvolve(wav, rir)[: wav.numel()]
+    return out * (wav.abs().max() / out.abs().max().clamp_min(1e-8))
+
+
+def telephone(wav: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+    """Narrowband channel: 300-3400 Hz band, 8 kHz sampling, mu-law companding, back to 16 kHz."""
+    rng = rng or random
+    x = torchaudio.functional.highpass_biquad(wav, SAMPLE_RATE, 300.0)
+    x = resample(x, SAMPLE_RATE, 8000)
+    x = torchaudio.functional.lowpass_biquad(x, 8000, rng.uniform(3000.0, 3500.0))
+    peak = x.abs().max().clamp_min(1e-8)
+    bits = rng.choice([256, 256, 64])  # 8-bit mu-law, sometimes coarser (codec-like)
+    x = torchaudio.functional.mu_law_decoding(torchaudio.functional.mu_law_encoding(x / peak, bits), bits) * peak
+    return resample(x, 8000, SAMPLE_RATE)
+
+
+def gain(wav: torch.Tensor, db: float) -> torch.Tensor:
+    return wav * math.pow(10.0, db / 20.0)

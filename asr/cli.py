@@ -1,0 +1,161 @@
+"""Command line: a thin typer layer over the library (`asr --help`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Offline speech-to-text: transcribe, evaluate and train CTC models.")
+
+_DEBUG = False
+
+
+def _fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Turn the library's expected errors into one-line messages (tracebacks with --debug)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .audio import AudioError
+        from .checkpoint import CheckpointError
+        from .manifest import ManifestError
+
+        try:
+            return fn(*args, **kwargs)
+        except (AudioError, CheckpointError, ManifestError, ValueError, OSError) as e:
+            if _DEBUG:
+                raise
+            _fail(str(e))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+    return wrapper
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+    global _DEBUG
+    _DEBUG = debug
+
+
+class Format(str, Enum):
+    txt = "txt"
+    json = "json"
+
+
+@app.command("transcribe")
+@_guard
+def transcribe_cmd(
+    files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, ... any rate or channel count)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
+    beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads."),
+    fmt: Format = typer.Option(Format.txt, "--format", "-f", help="txt: one line per file; json: one object per line."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+):
+    """Transcribe audio files; transcripts go to stdout, progress and errors to stderr."""
+    from tqdm import tqdm
+
+    from .inference import load_model
+
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads)
+    failures: list[str] = []
+
+    def on_error(path: str, reason: str) -> None:
+        failures.append(reason)
+        tqdm.write(f"error: {reason}", file=sys.stderr)
+
+    bar = tqdm(files, desc="transcribe", unit="file", disable=len(files) < 2, file=sys.stderr)
+    for tr in recognizer.transcribe_many(bar, on_error=on_error):
+        if fmt == Format.json:
+            line = json.dumps(tr.to_dict(), ensure_ascii=False)
+        else:
+            line = f"{tr.path}\t{tr.text}" if len(files) > 1 else tr.text
+        tqdm.write(line, file=sys.stdout)
+    if failures:
+        _fail(f"{len(failures)} of {len(files)} file(s) failed")
+
+
+@app.command("evaluate")
+@_guard
+def evaluate_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest with audio_filepath and text."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
+    beam_size: int = typer.Option(1, "--beam-size"),
+    threads: int = typer.Option(1, "--threads"),
+    report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
+    device: str = typer.Option("auto", "--device"),
+):
+    """Score a manifest: WER (after text normalisation) and real-time factor.
+
+    The last line printed is: WER <percent> SUB <n> DEL <n> INS <n> RTF <x> N <utterances>.
+    """
+    from .inference import evaluate, load_model
+
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads)
+    ev = evaluate(manifest, recognizer, report_dir=report)
+    for f in ev.failures:
+        typer.echo(f"error: {f}", err=True)
+    typer.echo(ev.summary())
+    if ev.failures:
+        raise typer.Exit(1)
+
+
+@app.command("train")
+@_guard
+def train_cmd(
+    train_manifest: Path = typer.Argument(..., help="Training manifest (JSONL with duration)."),
+    valid: Optional[Path] = typer.Option(None, "--valid", help="Validation manifest."),
+    exp_dir: Path = typer.Option(Path("exp/run"), "--exp-dir", "-o", help="Output folder (checkpoints, logs, model.pt)."),
+    preset: str = typer.Option("small", "--preset", help="Model size: tiny, small, medium."),
+    tokenizer: str = typer.Option("bpe", "--tokenizer", help="bpe or char."),
+    vocab_size: int = typer.Option(256, "--vocab-size"),
+    epochs: int = typer.Option(10, "--epochs"),
+    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0: epochs decide)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop after this much wall time (0: none)."),
+    batch_seconds: float = typer.Option(120.0, "--batch-seconds", help="Audio seconds per batch per process."),
+    lr: float = typer.Option(2e-3, "--lr"),
+    warmup_steps: int = typer.Option(500, "--warmup-steps"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    average_last: int = typer.Option(3, "--average-last", help="Average this many last checkpoints into model.pt."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this model's weights."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="No waveform augmentation."),
+    no_specaugment: bool = typer.Option(False, "--no-specaugment"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per process."),
+    num_workers: int = typer.Option(0, "--num-workers", help="Data-loading worker processes."),
+    log: str = typer.Option("csv", "--log", help="csv or tensorboard."),
+    device: str = typer.Option("auto", "--device"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --exp-dir."),
+):
+    """Train a CTC model. Runs as one process, or many under `torchrun --nproc_per_node N -m asr.cli train ...`."""
+    from .checkpoint import step_checkpoints
+    from .trainer import TrainConfig, train
+
+    if not resume and step_checkpoints(exp_dir):
+        _fail(f"{exp_dir} has checkpoints; use another --exp-dir or --resume")
+    cfg = TrainConfig(
+        train_manifest=str(train_manifest), valid_manifest=str(valid or ""), exp_dir=str(exp_dir), preset=preset,
+        tokenizer=tokenizer, vocab_size=vocab_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
+        batch_seconds=batch_seconds, lr=lr, warmup_steps=warmup_steps, checkpoint_every=checkpoint_every,
+        average_last=average_last, init_from=str(init_from or ""), augment=not no_augment,
+        specaugment=not no_specaugment, seed=seed, threads=threads, num_workers=num_workers, log=log, device=device)
+    typer.echo(str(train(cfg)))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""CTC decoding: greedy and beam search (torchaudio's flashlight `ctc_decoder`, lexicon-free).
+
+`DecodingOptions` selects the strategy; every strategy returns `DecodingResult`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class DecodingOptions:
+    beam_size: int = 1             # 1 = greedy
+    beam_threshold: float = 25.0
+    lm_weight: float = 0.5         # shallow-fusion weight of the LM (when one is given)
+    word_score: float = 0.0        # insertion bonus per token, balances the LM
+    blank_skip_threshold: float = 1.0  # frames with blank prob above this are skipped (1.0 = none)
+
+
+@dataclass
+class DecodingResult:
+    text: str
+    tokens: list[int]
+    frames: list[int] = field(default_factory=list)   # encoder frame index of each token
+    score: float = 0.0                                # log-probability (greedy) or beam score
+
+
+def _check(log_probs: torch.Tensor, lengths: torch.Tensor, vocab_size: int) -> None:
+    if log_probs.dim() != 3:
+        raise ValueError(f"log_probs must be (B, T, V), got shape {tuple(log_probs.shape)}")
+    if log_probs.shape[-1] != vocab_size:
+        raise ValueError(f"log_probs has {log_probs.shape[-1]} classes, tokenizer has {vocab_size}")
+    if lengths.shape != (log_probs.shape[0],):
+        raise ValueError(f"lengths must be ({log_probs.shape[0]},), got {tuple(lengths.shape)}")
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer) -> list[DecodingResult]:
+    """Best path: argmax per frame, merge repeats, drop blanks."""
+    _check(log_probs, lengths, tokenizer.vocab_size)
+    best, ids = log_probs.max(dim=-1)
+    out = []
+    for b in range(log_probs.shape[0]):
+        n = int(lengths[b])
+        seq = ids[b, :n].tolist()
+        tokens, frames, prev = [], [], tokenizer.blank_id
+        for t, tok in enumerate(seq):
+            if tok != prev and tok != tokenizer.blank_id:
+                tokens.append(tok)
+                frames.append(t)
+            prev = tok
+        out.append(DecodingResult(tokenizer.decode(tokens), tokens, frames, float(best[b, :n].sum())))
+    return out
+
+
+class BeamSearchDecoder:
+    """Lexicon-free beam search over tokens, optionally with a language model.
+
+    `lm` is a torchaudio `CTCDecoderLM` (see `asr.lm`), fused with weight `lm_weight`.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.tokenizer, self.options = tokenizer, options
+        self.decoder = ctc_decoder(
+            lexicon=None, tokens=list(tokenizer.pieces), lm=lm, nbest=1, beam_size=options.beam_size,
+            beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
+            beam_threshold=options.beam_threshold, lm_weight=options.lm_weight if lm is not None else 0.0,
+            word_score=options.word_score, sil_score=0.0, log_add=True,
+            blank_token=tokenizer.pieces[0], sil_token=tokenizer.pieces[0], unk_word=tokenizer.pieces[1])
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:
+        _check(log_probs, lengths, self.tokenizer.vocab_size)
+        hyps = self.decoder(log_probs.detach().float().cpu().contiguous(), lengths.cpu().to(torch.int32))
+        out = []
+        for nbest in hyps:
+            if not nbest:
+                out.append(DecodingResult("", []))
+                continue
+            h = nbest[0]
+            # Drop blanks (they double as flashlight's silence); its timesteps count from 1.
+            keep = [i for i, t in enumerate(h.tokens.tolist()) if t != self.tokenizer.blank_id]
+            tokens = [int(h.tokens[i]) for i in keep]
+            frames = [max(int(h.timesteps[i]) - 1, 0) for i in keep]
+            out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(h.score)))
+        return out
+
+
+def decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer,
+           options: DecodingOptions | None = None, lm=None) -> list[DecodingResult]:
+    """Decode a batch of CTC log-probabilities (B, T, V) with the strategy `options` selects."""
+    options = options or DecodingOptions()
+    if options.beam_size <= 1 and lm is None:
+        return greedy_decode(log_probs, lengths, tokenizer)
+    return BeamSearchDecoder(tokenizer, options, lm)(log_probs, lengths)

@@ -1,0 +1,162 @@
+"""Inference: load a model file, transcribe audio files, evaluate a manifest.
+
+    import asr
+    model = asr.load_model()                 # the shipped default model
+    print(model.transcribe("speech.wav").text)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .audio import SAMPLE_RATE, AudioError, stream_audio
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .decode import DecodingOptions, DecodingResult, decode
+from .features import HOP_LENGTH, LogMel
+from .manifest import read_manifest
+from .metrics import WERResult, score, summary_line, write_report
+from .model import CTCModel
+from .tokenizer import Tokenizer
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (works for editable and regular installs)."""
+    return Path(__file__).resolve().parent / "pretrained" / "default.pt"
+
+
+@dataclass
+class TokenTime:
+    token: str
+    time: float      # seconds from the start of the file
+
+
+@dataclass
+class Transcript:
+    path: str
+    text: str
+    duration: float
+    tokens: list[TokenTime] = field(default_factory=list)
+    processing_time: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
+                "tokens": [{"token": t.token, "time": round(t.time, 3)} for t in self.tokens]}
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch intra-op threads (None leaves torch's default). One thread is often fastest for
+    small models on a shared CPU."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class Recognizer:
+    """A loaded model + tokenizer + decoding options."""
+
+    def __init__(self, model: CTCModel, tokenizer: Tokenizer, options: DecodingOptions | None = None,
+                 lm=None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer, self.options, self.lm = tokenizer, options or DecodingOptions(), lm
+        self.logmel = LogMel()
+        self.frame_seconds = HOP_LENGTH * model.config.subsampling / SAMPLE_RATE
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike | None = None, device: str = "auto", **kwargs) -> "Recognizer":
+        path = Path(path) if path else default_model_path()
+        if path.is_dir():
+            path = path / "model.pt"
+        model, tokenizer = model_from_checkpoint(load_checkpoint(path))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    @torch.inference_mode()
+    def recognize(self, wav: torch.Tensor) -> DecodingResult:
+        """Decode one mono 16 kHz waveform (1-D tensor)."""
+        if wav.numel() == 0:
+            return DecodingResult("", [])
+        feats = self.logmel(wav)
+        logits, lengths = self.model(feats[None].to(self.device), torch.tensor([feats.shape[0]], device=self.device))
+        return decode(logits.float().log_softmax(-1).cpu(), lengths.cpu(), self.tokenizer, self.options, self.lm)[0]
+
+    def transcribe(self, path: str | os.PathLike) -> Transcript:
+        """Transcribe one file of any length (read in chunks cut at quiet points)."""
+        start = time.perf_counter()
+        texts, tokens, duration = [], [], 0.0
+        for offset, chunk in stream_audio(path):
+            result = self.recognize(chunk)
+            if result.text:
+                texts.append(result.text)
+            tokens += [TokenTime(self.tokenizer.pieces[t], offset + f * self.frame_seconds)
+                       for t, f in zip(result.tokens, result.frames)]
+            duration = offset + chunk.numel() / SAMPLE_RATE
+        return Transcript(str(path), " ".join(texts), duration, tokens, time.perf_counter() - start)
+
+    def transcribe_many(self, paths: Iterable[str | os.PathLike],
+                        on_error: Callable[[str, str], None] | None = None) -> Iterable[Transcript]:
+        """Yield a transcript per readable file; unreadable ones go to `on_error(path, reason)`."""
+        for p in paths:
+            try:
+                yield self.transcribe(p)
+            except AudioError as e:
+                if on_error is None:
+                    raise
+                on_error(str(p), str(e))
+
+
+def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam_size: int = 1,
+               threads: int | None = None, **options) -> Recognizer:
+    """Load a model file (default: the shipped model) ready to transcribe."""
+    set_threads(threads)
+    return Recognizer.from_file(path, device=device, options=DecodingOptions(beam_size=beam_size, **options))
+
+
+def transcribe(path: str | os.PathLike, model: str | os.PathLike | None = None, **kwargs) -> Transcript:
+    """One-call transcription with the default (or given) model."""
+    return load_model(model, **kwargs).transcribe(path)
+
+
+@dataclass
+class Evaluation:
+    result: WERResult
+    rtf: float
+    audio_seconds: float
+    failures: list[str]
+
+    def summary(self) -> str:
+        return summary_line(self.result, self.rtf)
+
+
+def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: str | os.PathLike | None = None,
+             progress: bool = True) -> Evaluation:
+    """WER of `recognizer` on a manifest; RTF = processing time / audio time (loading excluded)."""
+    from tqdm import tqdm
+
+    utts = read_manifest(manifest)
+    refs, hyps, ids, failures = [], [], [], []
+    busy, audio = 0.0, 0.0
+    for utt in tqdm(utts, desc="evaluate", unit="utt", disable=not progress):
+        try:
+            tr = recognizer.transcribe(utt.audio_filepath)
+        except AudioError as e:
+            failures.append(str(e))
+            continue
+        busy += tr.processing_time
+        audio += tr.duration
+        refs.append(utt.text)
+        hyps.append(tr.text)
+        ids.append(utt.id)
+    result = score(refs, hyps, ids)
+    ev = Evaluation(result, busy / audio if audio else 0.0, audio, failures)
+    if report_dir is not None:
+        name = Path(manifest).stem
+        write_report(result, report_dir, name, extra=f"audio_seconds {audio:.1f}\nrtf {ev.rtf:.4f}\n"
+                     + "".join(f"failed {f}\n" for f in failures))
+    return ev

@@ -1,0 +1,208 @@
+"""CTC acoustic model: convolutional subsampling + Conformer encoder + CTC head.
+
+Every sequence module is ``forward(x, lengths) -> (y, lengths)`` with x of shape (B, T, D) and
+integer lengths (B,). Padded frames are zeroed before every convolution and masked out of
+attention, so an utterance gives the same output alone or padded in a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .features import N_MELS, GlobalCMVN, SpecAugment
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 256
+    n_mels: int = N_MELS
+    subsampling: int = 4            # 4 or 8 (8 suits BPE units)
+    subsampling_channels: int = 64
+    d_model: int = 144
+    n_layers: int = 4
+    n_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.subsampling not in (4, 8):
+            raise ValueError("subsampling must be 4 or 8")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model / n_heads must be an even integer")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def tiny(**overrides) -> ModelConfig:
+    """~0.3M parameters: for tests and smoke runs."""
+    return replace(ModelConfig(subsampling_channels=16, d_model=64, n_layers=2, n_heads=2, ff_mult=2,
+                               conv_kernel=7), **overrides)
+
+
+def small(**overrides) -> ModelConfig:
+    """~8.6M parameters, 8x subsampling: the default model size, trainable on a laptop CPU."""
+    return replace(ModelConfig(subsampling=8, subsampling_channels=64, d_model=192, n_layers=10,
+                               n_heads=4, ff_mult=4, conv_kernel=15), **overrides)
+
+
+def medium(**overrides) -> ModelConfig:
+    """~30M parameters, 4x subsampling: for GPU training on real corpora."""
+    return replace(ModelConfig(subsampling=4, subsampling_channels=128, d_model=384, n_layers=12,
+                               n_heads=6, ff_mult=4, conv_kernel=31), **overrides)
+
+
+PRESETS = {"tiny": tiny, "small": small, "medium": medium}
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) -> (B, T) bool, True on valid frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ConvSubsampling(nn.Module):
+    """Stride-2 3x3 Conv2d layers over (time, frequency), then a projection to d_model."""
+
+    def __init__(self, n_mels: int, channels: int, d_model: int, factor: int):
+        super().__init__()
+        n = int(math.log2(factor))
+        self.convs = nn.ModuleList(nn.Conv2d(1 if i == 0 else channels, channels, 3, stride=2, padding=1)
+                                   for i in range(n))
+        freq = n_mels
+        for _ in range(n):
+            freq = (freq - 1) // 2 + 1
+        self.proj = nn.Linear(channels * freq, d_model)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, n_mels) -> (B, T', d_model), T' = T / factor rounded up."""
+        x = x.unsqueeze(1)
+        for conv in self.convs:
+            x = x * lengths_to_mask(lengths, x.shape[2])[:, None, :, None]
+            x = F.silu(conv(x))
+            lengths = (lengths - 1) // 2 + 1
+        b, c, t, f = x.shape
+        return self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f)), lengths
+
+
+def rotary(x: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021) on (B, H, T, Dh)."""
+    t, dh = x.shape[-2], x.shape[-1]
+    inv = 1.0 / (10000 ** (torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh))
+    ang = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, mult: int, dropout: float):
+        super().__init__(nn.LayerNorm(d), nn.Linear(d, d * mult), nn.SiLU(), nn.Dropout(dropout),
+                         nn.Linear(d * mult, d), nn.Dropout(dropout))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(rotary(q), rotary(k), v, attn_mask=mask[:, None, None, :],
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class ConvModule(nn.Module):
+    """Pointwise conv + GLU, depthwise conv, LayerNorm, SiLU, pointwise conv (LayerNorm, not
+    BatchNorm, so padding and batch composition never change the statistics)."""
+
+    def __init__(self, d: int, kernel: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.pw1 = nn.Linear(d, 2 * d)
+        self.dw = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
+        self.norm2 = nn.LayerNorm(d)
+        self.pw2 = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = F.glu(self.pw1(self.norm(x)), dim=-1) * mask[..., None]
+        x = self.dw(x.transpose(1, 2)).transpose(1, 2)
+        return self.drop(self.pw2(F.silu(self.norm2(x))))
+
+
+class ConformerBlock(nn.Module):
+    """Macaron Conformer block (Gulati et al. 2020): FF/2, self-attention, conv, FF/2, LayerNorm."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.ff1 = FeedForward(d, cfg.ff_mult, cfg.dropout)
+        self.attn = SelfAttention(d, cfg.n_heads, cfg.dropout)
+        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
+        self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        x = x + self.drop(self.attn(x, mask))
+        x = x + self.conv(x, mask)
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.subsampling = ConvSubsampling(cfg.n_mels, cfg.subsampling_channels, cfg.d_model, cfg.subsampling)
+        self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.n_layers))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, n_mels) -> (B, T', d_model)."""
+        x, lengths = self.subsampling(x, lengths)
+        mask = lengths_to_mask(lengths, x.shape[1])
+        for block in self.blocks:
+            x = block(x, mask)
+        return x * mask[..., None], lengths
+
+
+class CTCModel(nn.Module):
+    """Normalised log-mel features -> CTC logits over the tokenizer's vocabulary (blank = 0)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.cmvn = GlobalCMVN(cfg.n_mels)
+        self.encoder = Encoder(cfg)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.spec_augment: SpecAugment | None = None   # set by the trainer; active in train mode
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.cmvn(feats)
+        if self.spec_augment is not None:
+            x = self.spec_augment(x, lengths)
+        return self.encoder(x, lengths)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats: (B, T, n_mels) log-mel, lengths: (B,) -> logits (B, T', vocab), lengths (B,)."""
+        hidden, lengths = self.encode(feats, lengths)
+        return self.head(hidden), lengths
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,432 @@
+"""Training: CTC loss, AdamW with warmup and cosine decay, checkpoints, resume, averaging, DDP.
+
+Read it top to bottom: `TrainConfig` -> `train()` (set-up) -> `train_one_epoch()` ->
+`compute_loss()`; `validate()` gives loss and greedy WER. The same function runs as one process
+or under ``torchrun --nproc_per_node N`` (DistributedDataParallel: gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import model as model_lib
+from .augment import AugmentConfig
+from .checkpoint import (average_checkpoints, load_checkpoint, model_from_checkpoint, save_checkpoint,
+                         step_checkpoints, write_checkpoint)
+from .data import DurationBatchSampler, SpeechDataset, collate
+from .decode import greedy_decode
+from .features import SpecAugment
+from .io import atomic_write
+from .manifest import read_manifest
+from .metrics import score
+from .text import normalize_text
+from .tokenizer import Tokenizer, train_tokenizer
+
+MAX_BAD_STEPS = 20   # consecutive non-finite losses before the run stops
+
+
+@dataclass
+class TrainConfig:
+    train_manifest: str = ""
+    valid_manifest: str = ""
+    exp_dir: str = "exp/run"
+    preset: str = "small"
+    model_overrides: dict = field(default_factory=dict)
+    tokenizer: str = "bpe"           # bpe | char
+    vocab_size: int = 256
+    init_from: str = ""              # start from this checkpoint's weights and tokenizer
+    epochs: int = 10
+    max_steps: int = 0               # 0 = epochs decide
+    max_minutes: float = 0.0         # stop (with a checkpoint) after this much wall time; 0 = none
+    batch_seconds: float = 120.0     # audio seconds per batch per process
+    max_duration: float = 30.0       # longer training utterances are left out
+    lr: float = 2e-3
+    warmup_steps: int = 500
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    augment: bool = True
+    augment_ramp_steps: int = 1000   # waveform augmentation ramps in over these steps
+    specaugment: bool = True
+    sortagrad_epochs: int = 1        # first epoch goes from short to long utterances
+    cmvn_utterances: int = 500
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_last: int = 5
+    average_last: int = 3
+    valid_every_epochs: int = 1
+    valid_every_steps: int = 0       # also validate every N steps (0 = epochs only)
+    threads: int = 0                 # torch threads per process; 0 = torch's default
+    num_workers: int = 0
+    log: str = "csv"                 # csv | tensorboard
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the process group that torchrun describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, cfg: TrainConfig, total_steps: int, minutes: float = 0.0) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * final_lr_ratio at total_steps.
+
+    With a wall-time budget (max_minutes) the decay follows whichever of steps and time runs out
+    first, so a time-boxed run still ends at the low learning rate.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    if cfg.max_minutes:
+        progress = max(progress, min(1.0, minutes / cfg.max_minutes))
+    floor = cfg.lr * cfg.final_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def compute_loss(model, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Summed CTC loss of the batch and its utterance count (infinite losses are zeroed)."""
+    feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
+    logits, out_lengths = model(feats, lengths)
+    log_probs = logits.float().log_softmax(-1)
+    loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"].to(device), out_lengths,
+                      batch["target_lengths"].to(device), blank=0, reduction="sum", zero_infinity=True)
+    return loss, feats.shape[0]
+
+
+@torch.no_grad()
+def validate(model, loader, tokenizer: Tokenizer, device: torch.device) -> dict:
+    """Mean CTC loss per utterance and greedy WER on the validation set."""
+    model.eval()
+    total, n, refs, hyps = 0.0, 0, [], []
+    for batch in loader:
+        if not batch["ids"]:
+            continue
+        loss, count = compute_loss(model, batch, device)
+        total, n = total + float(loss), n + count
+        logits, out_lengths = model(batch["feats"].to(device), batch["lengths"].to(device))
+        hyps += [r.text for r in greedy_decode(logits.float().log_softmax(-1).cpu(), out_lengths.cpu(), tokenizer)]
+        refs += batch["texts"]
+    model.train()
+    return {"valid_loss": total / max(n, 1), "valid_wer": score(refs, hyps).wer if refs else float("nan")}
+
+
+class Logger:
+    """Appends rows to CSV files (and TensorBoard events when asked) in the experiment folder."""
+
+    def __init__(self, exp_dir: Path, kind: str, enabled: bool):
+        self.exp_dir, self.enabled, self.tb = exp_dir, enabled, None
+        if enabled and kind == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(exp_dir / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed; logging to CSV only", file=sys.stderr)
+
+    def log(self, name: str, row: dict) -> None:
+        if not self.enabled:
+            return
+        path = self.exp_dir / f"{name}.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"{name}/{k}", v, row["step"])
+
+
+def _prepare_tokenizer(cfg: TrainConfig, texts: list[str], exp_dir: Path, rank: Dist) -> Tokenizer:
+    path = exp_dir / "tokenizer.pt"
+    if cfg.init_from:
+        return Tokenizer.from_dict(load_checkpoint(cfg.init_from)["tokenizer"])
+    if rank.main and not path.exists():
+        tok = train_tokenizer([normalize_text(t) for t in texts], cfg.tokenizer, cfg.vocab_size)
+        with atomic_write(path, "wb") as f:
+            torch.save(tok.to_dict(), f)
+    if rank.world_size > 1:
+        dist.barrier()
+    return Tokenizer.from_dict(torch.load(path, weights_only=True))
+
+
+def _build_model(cfg: TrainConfig, tokenizer: Tokenizer, train_set: SpeechDataset) -> model_lib.CTCModel:
+    if cfg.init_from:
+        model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
+        return model
+    mcfg = model_lib.PRESETS[cfg.preset](vocab_size=tokenizer.vocab_size, **cfg.model_overrides)
+    model = model_lib.CTCModel(mcfg)
+    # Global CMVN from a fixed sample of clean training utterances (the same on every rank).
+    rng = random.Random(cfg.seed)
+    sample = rng.sample(range(len(train_set)), min(cfg.cmvn_utterances, len(train_set)))
+    examples = [train_set[(i, 0, 0.0)] for i in sample]
+    model.cmvn.set_stats([e.feats for e in examples if e is not None])
+    return model
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train a CTC model; returns the path of the final (averaged) model checkpoint."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    rank = setup_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    exp_dir = Path(cfg.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    if rank.main:
+        with atomic_write(exp_dir / "config.json") as f:
+            json.dump(asdict(cfg), f, indent=2)
+
+    train_utts = read_manifest(cfg.train_manifest, require_duration=True)
+    valid_utts = read_manifest(cfg.valid_manifest, require_duration=True) if cfg.valid_manifest else []
+    tokenizer = _prepare_tokenizer(cfg, [u.text for u in train_utts], exp_dir, rank)
+    train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed)
+    valid_set = SpeechDataset(valid_utts, tokenizer)
+
+    sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.batch_seconds, seed=cfg.seed,
+                                   rank=rank.rank, world_size=rank.world_size, max_duration=cfg.max_duration,
+                                   sortagrad_epochs=cfg.sortagrad_epochs,
+                                   augment_ramp_batches=cfg.augment_ramp_steps)
+    valid_loader = DataLoader(valid_set, collate_fn=collate, num_workers=cfg.num_workers, batch_sampler=DurationBatchSampler(
+        [u.duration for u in valid_utts], cfg.batch_seconds, shuffle=False)) if valid_utts else None
+
+    torch.manual_seed(cfg.seed)
+    model = _build_model(cfg, tokenizer, train_set).to(device)
+    model.spec_augment = SpecAugment() if cfg.specaugment else None
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(sampler)
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "bad_steps": 0, "skipped_batches": 0, "minutes": 0.0}
+
+    # Resume from the newest readable checkpoint (a corrupt newest one is reported and skipped).
+    for path in reversed(step_checkpoints(exp_dir)):
+        try:
+            ckpt = load_checkpoint(path, map_location="cpu")
+        except Exception as e:
+            if rank.main:
+                print(f"warning: {e}; trying an older checkpoint", file=sys.stderr)
+            continue
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.update(ckpt["train_state"])
+        torch.set_rng_state(ckpt["rng"][rank.rank % len(ckpt["rng"])])
+        if rank.main:
+            print(f"resumed from {path} at step {state['step']}", file=sys.stderr)
+        break
+
+    ddp_model = model
+    if rank.world_size > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    logger = Logger(exp_dir, cfg.log, rank.main)
+    if rank.main:
+        print(f"model: {cfg.preset}, {model.num_params() / 1e6:.2f}M parameters; {len(train_utts)} training "
+              f"utterances; {steps_per_epoch} steps/epoch x {rank.world_size} process(es); device {device}",
+              file=sys.stderr)
+
+    run = _Run(cfg, model, ddp_model, tokenizer, optimizer, train_set, sampler, valid_loader, total_steps,
+               device, rank, logger, exp_dir, start=time.time() - 60 * state["minutes"])  # minutes span resumes
+    stop = False
+    while state["epoch"] < cfg.epochs and not stop:
+        stop = train_one_epoch(run, state)
+        if valid_loader is not None and (stop or state["epoch"] % cfg.valid_every_epochs == 0):
+            run.validate(state)
+    _save(run, state)
+    final = exp_dir / "model.pt"
+    if rank.main:
+        paths = step_checkpoints(exp_dir)[-cfg.average_last:]
+        write_checkpoint(final, {**average_checkpoints(paths), "averaged": [p.name for p in paths]})
+        print(f"final model (average of {len(paths)} checkpoints): {final}", file=sys.stderr)
+    if rank.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds, passed to the epoch loop."""
+    cfg: TrainConfig
+    model: model_lib.CTCModel
+    ddp_model: torch.nn.Module
+    tokenizer: Tokenizer
+    optimizer: torch.optim.Optimizer
+    train_set: SpeechDataset
+    sampler: DurationBatchSampler
+    valid_loader: DataLoader | None
+    total_steps: int
+    device: torch.device
+    rank: Dist
+    logger: Logger
+    exp_dir: Path
+    start: float
+    last_valid_step: int = -1
+
+    def minutes(self) -> float:
+        return (time.time() - self.start) / 60
+
+    def validate(self, state: dict) -> None:
+        """Rank 0 only (the others wait at their next collective)."""
+        if not self.rank.main or self.valid_loader is None or self.last_valid_step == state["step"]:
+            return
+        self.last_valid_step = state["step"]
+        metrics = validate(self.model, self.valid_loader, self.tokenizer, self.device)
+        self.logger.log("valid", {"step": state["step"], "epoch": state["epoch"], "minutes": round(self.minutes(), 2),
+                                  **metrics})
+        tqdm.write(f"step {state['step']}: valid loss {metrics['valid_loss']:.3f} "
+                   f"WER {100 * metrics['valid_wer']:.2f}%", file=sys.stderr)
+
+
+class _SkipBatches:
+    """The sampler's batches for this epoch, without the first `skip` (already trained on)."""
+
+    def __init__(self, sampler: DurationBatchSampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        for n, keys in enumerate(self.sampler):
+            if n >= self.skip:
+                yield keys
+
+    def __len__(self) -> int:
+        return len(self.sampler) - self.skip
+
+
+def _agree(flags: list[float], rank: Dist, op=None) -> list[float]:
+    """Reduce small flags over DDP ranks (MIN by default), so that every rank takes the same branch."""
+    t = torch.tensor(flags, dtype=torch.float64)
+    if rank.world_size > 1:
+        dist.all_reduce(t, op=op or dist.ReduceOp.MIN)
+    return t.tolist()
+
+
+def train_one_epoch(run: _Run, state: dict) -> bool:
+    """One pass over this rank's batches (skipping those a resumed run already did); returns
+    True when training must stop (max_steps or max_minutes reached)."""
+    cfg, model, optimizer = run.cfg, run.model, run.optimizer
+    run.sampler.set_epoch(state["epoch"])
+    skip = state["batch_in_epoch"]
+    # Its own generator, so that making a loader never draws from the global RNG (resumes stay exact).
+    loader = DataLoader(run.train_set, batch_sampler=_SkipBatches(run.sampler, skip), collate_fn=collate,
+                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed + state["epoch"]))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if run.device.type == "cuda" else nullcontext()
+    bar = tqdm(total=len(run.sampler), initial=skip, desc=f"epoch {state['epoch']}", disable=not run.rank.main,
+               unit="batch", dynamic_ncols=True)
+    epoch_start, data_time = time.time(), 0.0
+    t_data = time.time()
+    for batch in loader:
+        data_time += time.time() - t_data
+        lr = lr_at(state["step"], cfg, run.total_steps, run.minutes())
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with amp:
+            loss, count = compute_loss(run.ddp_model, batch, run.device)
+        loss_value = loss.item() / max(count, 1)
+        # A non-finite loss on any rank skips the batch on every rank (DDP needs all to step).
+        (finite,) = _agree([float(math.isfinite(loss_value) and count > 0)], run.rank)
+        optimizer.zero_grad(set_to_none=True)
+        grad_norm = float("nan")
+        if finite:
+            (loss / max(count, 1)).backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        if math.isfinite(grad_norm):
+            optimizer.step()
+            state["bad_steps"] = 0
+        else:
+            state["bad_steps"] += 1
+            state["skipped_batches"] += 1
+            if state["bad_steps"] >= MAX_BAD_STEPS:
+                raise RuntimeError(f"{MAX_BAD_STEPS} consecutive batches gave a non-finite loss or gradient at "
+                                   f"step {state['step']}: lower --lr or check the data")
+        state["step"] += 1
+        state["batch_in_epoch"] += 1
+        state["minutes"] = run.minutes()
+        bar.update(1)
+        if run.rank.main and state["step"] % 10 == 0:
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+            run.logger.log("train", {
+                "step": state["step"], "epoch": state["epoch"], "loss": round(loss_value, 4), "lr": lr,
+                "grad_norm": round(grad_norm, 3), "minutes": round(state["minutes"], 3),
+                "data_share": round(data_time / max(time.time() - epoch_start, 1e-9), 3),
+                "skipped_batches": state["skipped_batches"]})
+        if cfg.valid_every_steps and state["step"] % cfg.valid_every_steps == 0:
+            run.validate(state)
+        if state["step"] % cfg.checkpoint_every == 0:
+            _save(run, state)
+        # Time limits are per process; agree so that all ranks stop at the same step.
+        (stop,) = _agree([float(bool(cfg.max_steps and state["step"] >= cfg.max_steps)
+                                or bool(cfg.max_minutes and state["minutes"] >= cfg.max_minutes))], run.rank,
+                         dist.ReduceOp.MAX if run.rank.world_size > 1 else None)
+        if stop:
+            bar.close()
+            return True
+        t_data = time.time()
+    bar.close()
+    state["epoch"] += 1
+    state["batch_in_epoch"] = 0
+    return False
+
+
+def _save(run: _Run, state: dict) -> None:
+    """Checkpoint (rank 0 writes; RNG states come from every rank); keep the newest `keep_last`."""
+    rank, exp_dir, cfg = run.rank, run.exp_dir, run.cfg
+    rng = torch.get_rng_state()
+    if rank.world_size > 1:
+        gathered = [torch.empty_like(rng) for _ in range(rank.world_size)]
+        dist.all_gather(gathered, rng)
+    else:
+        gathered = [rng]
+    if rank.main:
+        path = exp_dir / f"checkpoint-{state['step']}.pt"
+        save_checkpoint(path, run.model, run.tokenizer, optimizer=run.optimizer.state_dict(), train_state=dict(state),
+                        rng=gathered, train_config=asdict(cfg))
+        for old in step_checkpoints(exp_dir)[:-cfg.keep_last]:
+            old.unlink(missing_ok=True)
+    if rank.world_size > 1:
+        dist.barrier()

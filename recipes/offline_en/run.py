@@ -1,0 +1,120 @@
+"""Offline English recipe: Debian text -> many TTS voices -> manifests -> BPE -> CTC Conformer -> WER.
+
+    python recipes/offline_en/run.py --out exp/offline_en              # every stage
+    python recipes/offline_en/run.py --out exp/offline_en --stage 5    # resume from training
+
+Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages):
+  1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
+  2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
+  3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips)
+  4 tokenizer  sentencepiece BPE on the training text
+  5 train      CTC Conformer (2 DDP processes x 1 thread on this machine)
+  6 score      greedy and beam WER on every split -> OUT/RESULTS.md
+  7 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import synth  # noqa: E402
+import text as textprep  # noqa: E402
+
+from asr.manifest import Utterance, read_manifest, write_manifest  # noqa: E402
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+STAGES = ["text", "synth", "manifests", "tokenizer", "train", "score", "export"]
+
+
+def stage_text(args, out: Path) -> None:
+    sents = textprep.collect_sentences(seed=args.seed)
+    n_train = int(args.hours * 3600 / 3.3)
+    splits = textprep.split_sentences(sents, args.n_dev, args.n_test)
+    splits["train"] = splits["train"][:n_train]
+    # Text-only sentences (not spoken) for the language model; test sentences are excluded.
+    splits["lm"] = sents[args.n_test + args.n_dev + n_train:]
+    for name, lines in splits.items():
+        (out / "text").mkdir(parents=True, exist_ok=True)
+        (out / "text" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+        print(f"text: {name}: {len(lines)} sentences", file=sys.stderr)
+
+
+def _jobs(out: Path, seed: int) -> dict[str, list[synth.Job]]:
+    rng = random.Random(seed)
+    jobs = {}
+    for split, unseen in (("train", False), ("dev", False), ("test", True)):
+        lines = (out / "text" / f"{split}.txt").read_text().split("\n")
+        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen), rng.randrange(2**31))
+                       for i, s in enumerate(lines) if s]
+    return jobs
+
+
+def stage_synth(args, out: Path) -> None:
+    engines = synth.available_engines()
+    missing = [e for e, ok in engines.items() if not ok]
+    if missing:
+        sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps")
+    all_jobs = [j for js in _jobs(out, args.seed).values() for j in js]
+    _, errors = synth.run_jobs(all_jobs, out, args.workers)
+    for e in errors:
+        print("synth error:", e, file=sys.stderr)
+
+
+def stage_manifests(args, out: Path) -> None:
+    import soundfile as sf
+    names = {"train": "train", "dev": "dev", "test": "test-unseen"}
+    for split, jobs in _jobs(out, args.seed).items():
+        utts = []
+        for j in jobs:
+            wav = out / "wav" / f"{j.utt_id}.wav"
+            if wav.exists():
+                utts.append(Utterance(str(wav), j.text, sf.info(str(wav)).duration, {"id": j.utt_id, "voice": j.voice}))
+        write_manifest(out / f"{names[split]}.jsonl", utts)
+        hours = sum(u.duration for u in utts) / 3600
+        voices = len({u.extra["voice"] for u in utts})
+        print(f"manifest: {names[split]}: {len(utts)} utterances, {hours:.2f} h, {voices} voices", file=sys.stderr)
+    if LIBRIVOX.exists():
+        utts = []
+        for line in (LIBRIVOX / "transcription").read_text().splitlines():
+            words, _, uid = line.rpartition("(")
+            uid = uid.strip(") ")
+            text = words.replace("<s>", "").replace("</s>", "").strip()
+            wav = LIBRIVOX / f"{uid}.wav"
+            utts.append(Utterance(str(wav), text, sf.info(str(wav)).duration, {"id": uid}))
+        write_manifest(out / "dev-real.jsonl", utts)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("exp/offline_en"))
+    p.add_argument("--stage", type=int, default=1)
+    p.add_argument("--stop-stage", type=int, default=len(STAGES))
+    p.add_argument("--hours", type=float, default=12.0, help="hours of training speech to synthesise")
+    p.add_argument("--n-dev", type=int, default=300)
+    p.add_argument("--n-test", type=int, default=400)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rerun stages already marked done")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    funcs = {1: stage_text, 2: stage_synth, 3: stage_manifests}
+    for n in range(args.stage, args.stop_stage + 1):
+        mark = args.out / ".done" / str(n)
+        if mark.exists() and not args.force:
+            print(f"stage {n} ({STAGES[n - 1]}): done, skipped", file=sys.stderr)
+            continue
+        print(f"stage {n} ({STAGES[n - 1]})", file=sys.stderr)
+        funcs[n](args, args.out)
+        mark.parent.mkdir(exist_ok=True)
+        mark.write_text(json.dumps(vars(args), default=str))
+
+
+if __name__ == "__main__":
+    main()

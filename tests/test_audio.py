@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, stream_audio
+
+
+def sine(sr, seconds=0.5, channels=1, freq=440.0):
+    t = np.arange(int(sr * seconds)) / sr
+    x = 0.5 * np.sin(2 * np.pi * freq * t)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000])
+def test_any_rate_is_resampled(tmp_path, sr):
+    p = tmp_path / "a.wav"
+    sf.write(p, sine(sr), sr)
+    wav = load_audio(p)
+    assert wav.dtype == torch.float32 and wav.dim() == 1
+    assert abs(wav.numel() - SAMPLE_RATE * 0.5) <= 2
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_channels_are_mixed_to_mono(tmp_path, channels):
+    p = tmp_path / "a.wav"
+    sf.write(p, sine(16000, channels=channels), 16000)
+    wav = load_audio(p)
+    assert wav.shape == (8000,)
+    assert wav.abs().max() == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_U8", "wav"), ("WAV", "PCM_16", "wav"),
+                                             ("WAV", "PCM_24", "wav"), ("WAV", "PCM_32", "wav"),
+                                             ("WAV", "FLOAT", "wav"), ("FLAC", "PCM_16", "flac"),
+                                             ("OGG", "VORBIS", "ogg")])
+def test_sample_formats(tmp_path, fmt, subtype, ext):
+    p = tmp_path / f"a b \u00e9.{ext}"   # spaces and non-ASCII in the path
+    sf.write(p, sine(16000), 16000, format=fmt, subtype=subtype)
+    wav = load_audio(p)
+    assert wav.numel() == 8000
+    assert wav.abs().max() == pytest.approx(0.5, abs=0.05)
+
+
+def test_bad_inputs_raise_one_error_type(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("this is not audio\n")
+    cases = {
+        tmp_path / "missing.wav": "no such file",
+        tmp_path: "directory",
+        tmp_path / "empty.wav": "empty file",
+        tmp_path / "text.wav": "not a readable audio file",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(AudioError, match=reason) as e:
+            load_audio(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_zero_samples_and_nan(tmp_path):
+    sf.write(tmp_path / "zero.wav", np.zeros(0), 16000)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(tmp_path / "zero.wav")
+    x = sine(16000)
+    x[100] = np.nan
+    sf.write(tmp_path / "nan.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(tmp_path / "nan.wav")
+
+
+def test_stream_covers_file_in_bounded_chunks(tmp_path):
+    sr = 22050
+    x = np.concatenate([sine(sr, 7.0), np.zeros(sr // 2), sine(sr, 6.0)])
+    p = tmp_path / "long.wav"
+    sf.write(p, x, sr)
+    chunks = list(stream_audio(p, chunk_seconds=4.0))
+    total = sum(c.numel() for _, c in chunks)
+    assert abs(total - len(x) * SAMPLE_RATE / sr) < 10 * len(chunks)
+    assert all(c.numel() <= 4.0 * SAMPLE_RATE for _, c in chunks)
+    offsets = [o for o, _ in chunks]
+    assert offsets[0] == 0.0 and offsets == sorted(offsets)
+    # The pieces put back together are the whole signal.
+    assert torch.allclose(torch.cat([c for _, c in chunks]), load_audio(p)[:total], atol=1e-3)
+    assert audio_duration(p) == pytest.approx(len(x) / sr)

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from asr.cli import app
+from asr.inference import default_model_path
+
+from conftest import tone_speech
+
+runner = CliRunner()
+
+
+def test_transcribe_text_and_json(tiny_model, tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b b.flac"
+    sf.write(a, tone_speech("bad face"), 16000)
+    sf.write(b, tone_speech("egg"), 16000)
+    res = runner.invoke(app, ["transcribe", str(a), "--model", str(tiny_model)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == "bad face"
+    res = runner.invoke(app, ["transcribe", str(a), str(b), "--model", str(tiny_model), "--format", "json"])
+    assert res.exit_code == 0
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["bad face", "egg"]
+    assert rows[0]["duration"] > 0 and len(rows[0]["tokens"]) == len("bad face")
+    times = [t["time"] for t in rows[0]["tokens"]]
+    assert times == sorted(times) and times[-1] < rows[0]["duration"]
+
+
+def test_bad_file_is_reported_and_others_still_transcribed(tiny_model, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone_speech("head"), 16000)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    res = runner.invoke(app, ["transcribe", str(bad), str(good), str(tmp_path / "missing.wav"),
+                              "--model", str(tiny_model)])
+    assert res.exit_code == 1
+    assert f"{good}\thead" in res.stdout
+    assert f"error: {bad}: not a readable audio file" in res.stderr
+    assert "missing.wav: no such file" in res.stderr
+    assert "2 of 3 file(s) failed" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_silence_gives_empty_transcript(tiny_model, tmp_path):
+    p = tmp_path / "silence.wav"
+    sf.write(p, np.zeros(16000, np.float32), 16000)
+    res = runner.invoke(app, ["transcribe", str(p), "--model", str(tiny_model)])
+    assert res.exit_code == 0 and res.stdout.strip() == ""
+
+
+def test_evaluate_last_line_and_report(tiny_model, tone_corpus, tmp_path):
+    res = runner.invoke(app, ["evaluate", str(tone_corpus / "train.jsonl"), "--model", str(tiny_model),
+                              "--report", str(tmp_path / "rep"), "--beam-size", "4"])
+    assert res.exit_code == 0, res.output
+    last = res.stdout.strip().splitlines()[-1].split()
+    assert last[0::2] == ["WER", "SUB", "DEL", "INS", "RTF", "N"]
+    assert float(last[1]) == 0.0 and int(last[-1]) == 40 and float(last[9]) > 0
+    assert (tmp_path / "rep" / "wer-summary-train.txt").exists()
+    assert "ref=" in (tmp_path / "rep" / "recogs-train.txt").read_text()
+
+
+def test_bad_model_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"garbage")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone_speech("bad"), 16000)
+    res = runner.invoke(app, ["transcribe", str(wav), "--model", str(bad)])
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"error: {bad}: cannot load checkpoint") and "Traceback" not in res.output
+
+
+def test_default_model_is_shipped_and_transcribes(tmp_path):
+    assert default_model_path().is_file()
+    assert default_model_path().stat().st_size < 25 * 2**20
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone_speech("bad"), 16000)
+    res = runner.invoke(app, ["transcribe", str(wav)])
+    assert res.exit_code == 0, res.output

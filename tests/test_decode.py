@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from asr.decode import BeamSearchDecoder, DecodingOptions, decode, greedy_decode
+from asr.tokenizer import CharTokenizer
+
+TOK = CharTokenizer()
+
+
+def peaked(symbols: list[str], vocab=TOK) -> torch.Tensor:
+    """(1, T, V) log-probs with probability ~1 on the given symbol at each frame."""
+    lp = torch.full((1, len(symbols), vocab.vocab_size), -20.0)
+    for t, s in enumerate(symbols):
+        lp[0, t, vocab.pieces.index(s)] = 0.0
+    return lp.log_softmax(-1)
+
+
+@pytest.mark.parametrize("frames,text,tokens_at", [
+    (["a", "a", "<blk>", "b"], "ab", [0, 3]),               # repeats merge
+    (["a", "<blk>", "a"], "aa", [0, 2]),                    # blank separates repeats
+    (["<blk>", "<blk>"], "", []),                           # all blank
+    (["c", "|", "|", "d", "<blk>", "e"], "c de", [0, 1, 3, 5]),  # word separator
+    (["h", "i", "|", "<blk>", "h", "h", "i"], "hi hi", [0, 1, 2, 4, 6]),
+])
+def test_greedy_hand_computed(frames, text, tokens_at):
+    (res,) = greedy_decode(peaked(frames), torch.tensor([len(frames)]), TOK)
+    assert res.text == text
+    assert res.frames == tokens_at
+
+
+def test_greedy_respects_lengths():
+    lp = peaked(["a", "b", "c", "d"])
+    (res,) = greedy_decode(lp, torch.tensor([2]), TOK)
+    assert res.text == "ab"
+
+
+def test_greedy_score_is_path_log_prob():
+    lp = torch.log(torch.tensor([[[0.6, 0.4] + [0.0] * (TOK.vocab_size - 2)]]).clamp_min(1e-12))
+    (res,) = greedy_decode(lp, torch.tensor([1]), TOK)
+    assert res.score == pytest.approx(float(torch.log(torch.tensor(0.6))), abs=1e-5)
+
+
+def test_beam_matches_greedy_on_peaked_input():
+    frames = ["<blk>", "b", "b", "<blk>", "a", "|", "d", "<blk>"]
+    lp, lengths = peaked(frames), torch.tensor([len(frames)])
+    greedy = greedy_decode(lp, lengths, TOK)[0]
+    beam = decode(lp, lengths, TOK, DecodingOptions(beam_size=8))[0]
+    assert beam.text == greedy.text == "ba d"
+    assert beam.tokens == greedy.tokens
+    assert beam.frames == greedy.frames
+
+
+def test_beam_finds_better_path_than_greedy():
+    # Greedy picks blank at every frame (0.4 > 0.3), but 'a' summed over its paths is more likely.
+    v = TOK.vocab_size
+    a = TOK.pieces.index("a")
+    p = torch.full((1, 2, v), 1e-6)
+    p[0, :, 0] = 0.4
+    p[0, :, a] = 0.3
+    p[0, :, TOK.pieces.index("b")] = 0.3
+    lp = (p / p.sum(-1, keepdim=True)).log()
+    assert greedy_decode(lp, torch.tensor([2]), TOK)[0].text == ""
+    assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8))(lp, torch.tensor([2]))[0].text != ""
+
+
+def test_decode_checks_shapes():
+    with pytest.raises(ValueError, match="classes"):
+        greedy_decode(torch.zeros(1, 3, 5), torch.tensor([3]), TOK)
+    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
+        greedy_decode(torch.zeros(3, TOK.vocab_size), torch.tensor([3]), TOK)
+    with pytest.raises(ValueError, match="lengths"):
+        greedy_decode(torch.zeros(2, 3, TOK.vocab_size), torch.tensor([3]), TOK)

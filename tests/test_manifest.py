@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
+
+
+def test_round_trip_relative_paths(tmp_path):
+    (tmp_path / "audio").mkdir()
+    utts = [Utterance(str(tmp_path / "audio" / "a.wav"), "hello", 1.5, {"id": "u1", "speaker": "s"})]
+    write_manifest(tmp_path / "m.jsonl", utts)
+    row = json.loads((tmp_path / "m.jsonl").read_text())
+    assert row == {"audio_filepath": "audio/a.wav", "text": "hello", "duration": 1.5, "id": "u1", "speaker": "s"}
+    back = read_manifest(tmp_path / "m.jsonl")
+    assert back[0].audio_filepath == str(tmp_path / "audio" / "a.wav")
+    assert back[0].id == "u1" and back[0].extra["speaker"] == "s"
+
+
+def test_bad_lines_name_file_and_line(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_bytes(b'{"audio_filepath": "a.wav", "text": "ok", "duration": 1}\n'
+                  b'\n'
+                  b'{"text": "no audio"}\n'
+                  b'not json\n'
+                  b'{"audio_filepath": "b.wav", "text": "x", "duration": -1}\n'
+                  b'\xff\xfe\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:3: missing key 'audio_filepath'"):
+        read_manifest(m)
+    errors = []
+    utts = read_manifest(m, skip_bad=True, errors=errors)
+    assert len(utts) == 1
+    assert [e.split(": ")[0].rsplit(":", 1)[1] for e in errors] == ["3", "4", "5", "6"]
+
+
+def test_missing_duration_when_required(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"audio_filepath": "a.wav", "text": "ok"}\n')
+    assert read_manifest(m)[0].duration is None
+    with pytest.raises(ManifestError, match="missing duration"):
+        read_manifest(m, require_duration=True)

@@ -1,0 +1,97 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import asr
+import asr.trainer
+from asr.checkpoint import load_checkpoint, step_checkpoints
+from asr.data import DurationBatchSampler
+from asr.trainer import TrainConfig, lr_at, train
+
+from conftest import tiny_train_config
+
+
+def test_overfit_reaches_zero_wer(tiny_model, tone_corpus):
+    rec = asr.load_model(tiny_model)
+    ev = asr.evaluate(tone_corpus / "train.jsonl", rec, progress=False)
+    assert ev.result.wer == 0.0, ev.summary()
+
+
+def test_training_writes_logs_and_averaged_model(tiny_model):
+    exp = tiny_model.parent
+    assert (exp / "train.csv").read_text().startswith("step,epoch,loss")
+    assert (exp / "config.json").exists()
+    final = load_checkpoint(tiny_model)
+    assert len(final["averaged"]) >= 2 and "optimizer" not in final
+    losses = [float(r.split(",")[2]) for r in (exp / "train.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_resume_matches_uninterrupted_run(tone_corpus, tmp_path, monkeypatch):
+    kw = dict(max_steps=12, checkpoint_every=4, keep_last=10, lr=3e-3, augment=True, specaugment=True,
+              augment_ramp_steps=4, model_overrides={"dropout": 0.1})
+    torch.manual_seed(0)
+    full = train(tiny_train_config(tone_corpus, tmp_path / "full", **kw))
+    # The same run dies during step 10; it resumes from checkpoint-8.
+    calls = {"n": 0}
+    real_loss = asr.trainer.compute_loss
+
+    def dying_loss(*args):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt("killed")
+        return real_loss(*args)
+
+    monkeypatch.setattr(asr.trainer, "compute_loss", dying_loss)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_train_config(tone_corpus, tmp_path / "cut", **kw))
+    monkeypatch.setattr(asr.trainer, "compute_loss", real_loss)
+    assert [p.name for p in step_checkpoints(tmp_path / "cut")] == ["checkpoint-4.pt", "checkpoint-8.pt"]
+    torch.manual_seed(123)   # a different global seed must not matter: RNG state comes from the checkpoint
+    resumed = train(tiny_train_config(tone_corpus, tmp_path / "cut", **kw))
+    a = load_checkpoint(tmp_path / "full" / "checkpoint-12.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint-12.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert full.exists() and resumed.exists()
+
+
+def test_lr_schedule_warmup_and_decay():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10, final_lr_ratio=0.1)
+    assert lr_at(0, cfg, 100) == pytest.approx(1e-4)
+    assert lr_at(9, cfg, 100) == pytest.approx(1e-3)
+    assert lr_at(100, cfg, 100) == pytest.approx(1e-4)
+    assert lr_at(50, cfg, 100) < lr_at(20, cfg, 100)
+
+
+def test_batches_sized_by_seconds_and_split_across_ranks():
+    durations = [1.0 + (i % 7) for i in range(100)]
+    s = DurationBatchSampler(durations, max_seconds=20.0, seed=3)
+    batches = s.batches()
+    assert sorted(i for b in batches for i in b) == list(range(100))
+    assert all(max(durations[i] for i in b) * len(b) <= 20.0 for b in batches)
+    assert s.batches() == batches                          # same epoch, same order
+    s.set_epoch(1)
+    assert s.batches() != batches                          # new epoch, new order
+    ranks = [DurationBatchSampler(durations, 20.0, seed=3, rank=r, world_size=2).batches() for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])
+    assert not set(map(tuple, ranks[0])) & set(map(tuple, ranks[1]))
+
+
+def test_ddp_two_cpu_processes(tone_corpus, tmp_path):
+    exp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "asr.cli", "train", str(tone_corpus / "train.jsonl"), "--valid", str(tone_corpus / "valid.jsonl"),
+           "--exp-dir", str(exp), "--preset", "tiny", "--tokenizer", "char", "--max-steps", "6",
+           "--checkpoint-every", "3", "--batch-seconds", "6", "--warmup-steps", "2", "--threads", "1",
+           "--device", "cpu"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = load_checkpoint(exp / "checkpoint-6.pt")
+    assert ckpt["train_state"]["step"] == 6
+    assert len(ckpt["rng"]) == 2                     # one RNG state per rank
+    assert (exp / "model.pt").exists()
+    assert "2 process(es)" in out.stderr
