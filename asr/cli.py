@@ -136,7 +136,9 @@ def train_cmd(
     num_workers: int = typer.Option(0, "--num-workers", help="Data-loading worker processes."),
     log: str = typer.Option("csv", "--log", help="csv or tensorboard."),
     device: str = typer.Option("auto", "--device"),
+    valid_every_steps: int = typer.Option(0, "--valid-every-steps", help="Also validate every N steps."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --exp-dir."),
+    overrides: List[str] = typer.Option([], "--set", help="Any TrainConfig field: --set grad_clip=1.0 (repeatable)."),
 ):
     """Train a CTC model. Runs as one process, or many under `torchrun --nproc_per_node N -m asr.cli train ...`."""
     from .checkpoint import step_checkpoints
@@ -149,7 +151,9 @@ def train_cmd(
         tokenizer=tokenizer, vocab_size=vocab_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
         batch_seconds=batch_seconds, lr=lr, warmup_steps=warmup_steps, checkpoint_every=checkpoint_every,
         average_last=average_last, init_from=str(init_from or ""), augment=not no_augment,
-        specaugment=not no_specaugment, seed=seed, threads=threads, num_workers=num_workers, log=log, device=device)
+        specaugment=not no_specaugment, seed=seed, threads=threads, num_workers=num_workers, log=log, device=device,
+        valid_every_steps=valid_every_steps)
+    cfg = cfg.with_overrides(overrides)
     typer.echo(str(train(cfg)))
 
 

@@ -32,7 +32,8 @@ class Utterance:
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
         path = Path(self.audio_filepath)
-        if relative_to is not None and path.is_absolute():
+        if relative_to is not None:
+            path = path.resolve()
             try:
                 path = path.relative_to(relative_to.resolve())
             except ValueError:
@@ -89,6 +90,15 @@ def read_manifest(path: str | Path, require_duration: bool = False, skip_bad: bo
             audio_path = base / audio_path
         out.append(Utterance(str(audio_path), text, duration, row))
     return out
+
+
+def check_audio_exists(utts: list[Utterance], manifest: str | Path) -> None:
+    """Raise `ManifestError` naming the first missing audio file (and how many are missing)."""
+    missing = [(i, u) for i, u in enumerate(utts) if not Path(u.audio_filepath).is_file()]
+    if missing:
+        _, first = missing[0]
+        raise ManifestError(f"{manifest}: {len(missing)} of {len(utts)} audio files are missing, "
+                            f"first: {first.audio_filepath}")
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:

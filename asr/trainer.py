@@ -32,7 +32,7 @@ from .data import DurationBatchSampler, SpeechDataset, collate
 from .decode import greedy_decode
 from .features import SpecAugment
 from .io import atomic_write
-from .manifest import read_manifest
+from .manifest import check_audio_exists, read_manifest
 from .metrics import score
 from .text import normalize_text
 from .tokenizer import Tokenizer, train_tokenizer
@@ -83,6 +83,19 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options: {sorted(unknown)}")
         return cls(**d)
+
+    def with_overrides(self, items: list[str]) -> "TrainConfig":
+        """Apply ``key=value`` strings; values are parsed as JSON when they can be (numbers, bools, dicts)."""
+        d = asdict(self)
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or key not in d:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(d)}")
+            try:
+                d[key] = json.loads(value)
+            except json.JSONDecodeError:
+                d[key] = value
+        return TrainConfig.from_dict(d)
 
 
 @dataclass
@@ -225,6 +238,8 @@ def train(cfg: TrainConfig) -> Path:
 
     train_utts = read_manifest(cfg.train_manifest, require_duration=True)
     valid_utts = read_manifest(cfg.valid_manifest, require_duration=True) if cfg.valid_manifest else []
+    check_audio_exists(train_utts, cfg.train_manifest)
+    check_audio_exists(valid_utts, cfg.valid_manifest)
     tokenizer = _prepare_tokenizer(cfg, [u.text for u in train_utts], exp_dir, rank)
     train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed)
     valid_set = SpeechDataset(valid_utts, tokenizer)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from asr.manifest import ManifestError, Utterance, check_audio_exists, read_manifest, write_manifest
 
 
 def test_round_trip_relative_paths(tmp_path):
@@ -38,3 +38,19 @@ def test_missing_duration_when_required(tmp_path):
     assert read_manifest(m)[0].duration is None
     with pytest.raises(ManifestError, match="missing duration"):
         read_manifest(m, require_duration=True)
+
+
+def test_paths_relative_to_cwd_are_rebased_on_the_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "wav").mkdir(parents=True)
+    (tmp_path / "out" / "wav" / "a.wav").write_bytes(b"x")
+    write_manifest("out/m.jsonl", [Utterance("out/wav/a.wav", "hi", 1.0)])
+    assert json.loads((tmp_path / "out" / "m.jsonl").read_text())["audio_filepath"] == "wav/a.wav"
+    assert read_manifest("out/m.jsonl")[0].audio_filepath == str(tmp_path / "out" / "wav" / "a.wav")
+
+
+def test_missing_audio_is_reported(tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"audio_filepath": "nope.wav", "text": "x", "duration": 1}\n')
+    with pytest.raises(ManifestError, match="1 of 1 audio files are missing, first: .*nope.wav"):
+        check_audio_exists(read_manifest(m), m)

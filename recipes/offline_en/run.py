@@ -91,6 +91,74 @@ def stage_manifests(args, out: Path) -> None:
         write_manifest(out / "dev-real.jsonl", utts)
 
 
+def stage_tokenizer(args, out: Path) -> None:
+    import torch
+
+    from asr.io import atomic_write
+    from asr.tokenizer import train_tokenizer
+    from asr.text import normalize_text
+
+    texts = [normalize_text(u.text) for u in read_manifest(out / "train.jsonl")]
+    # The LM-only sentences add coverage for BPE merges (none of them is a test sentence).
+    lm = out / "text" / "lm.txt"
+    if lm.exists():
+        texts += lm.read_text().split("\n")[:100_000]
+    tok = train_tokenizer(texts, "bpe", args.vocab_size)
+    with atomic_write(out / "train" / "tokenizer.pt", "wb") as f:
+        torch.save(tok.to_dict(), f)
+    print(f"tokenizer: {tok.vocab_size} BPE pieces", file=sys.stderr)
+
+
+def stage_train(args, out: Path) -> None:
+    import subprocess
+
+    utts = read_manifest(out / "dev.jsonl")
+    write_manifest(out / "dev-small.jsonl", utts[: args.valid_utterances])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+           "-m", "asr.cli", "train", str(out / "train.jsonl"), "--valid", str(out / "dev-small.jsonl"),
+           "--exp-dir", str(out / "train"), "--preset", args.preset, "--epochs", str(args.epochs),
+           "--max-minutes", str(args.train_minutes), "--batch-seconds", str(args.batch_seconds),
+           "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--threads", str(args.threads),
+           "--checkpoint-every", "200", "--average-last", "3", "--valid-every-steps", str(args.valid_every),
+           "--seed", str(args.seed)]
+    print(" ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True)
+
+
+def stage_score(args, out: Path) -> None:
+    from asr.inference import evaluate, load_model
+
+    model = out / "train" / "model.pt"
+    rows = []
+    for split in ("dev", "test-unseen", "dev-real"):
+        manifest = out / f"{split}.jsonl"
+        if not manifest.exists():
+            continue
+        for beam in (1, args.beam_size):
+            rec = load_model(model, device="cpu", beam_size=beam, threads=1)
+            ev = evaluate(manifest, rec, report_dir=out / "score" / f"beam{beam}")
+            rows.append((split, "greedy" if beam == 1 else f"beam {beam}", ev))
+            print(f"{split} beam={beam}: {ev.summary()}", file=sys.stderr)
+    with open(out / "score" / "summary.tsv", "w") as f:
+        f.write("split\tdecoding\tsummary\n")
+        for split, dec, ev in rows:
+            f.write(f"{split}\t{dec}\t{ev.summary()}\n")
+
+
+def stage_export(args, out: Path) -> None:
+    """Strip the model file to what inference needs (weights, config, tokenizer, provenance)."""
+    import torch
+
+    from asr.checkpoint import load_checkpoint, write_checkpoint
+
+    state = load_checkpoint(out / "train" / "model.pt")
+    keep = {k: state[k] for k in ("format", "model_config", "model", "tokenizer", "train_config", "averaged") if k in state}
+    keep["model"] = {k: v.to(torch.float32) for k, v in keep["model"].items()}
+    write_checkpoint(out / "export" / "model.pt", keep)
+    print(f"exported {out / 'export' / 'model.pt'}; ship it with: cp {out / 'export' / 'model.pt'} "
+          f"asr/pretrained/default.pt", file=sys.stderr)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("exp/offline_en"))
@@ -101,10 +169,23 @@ def main(argv=None) -> None:
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, default=256)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--train-minutes", type=float, default=100.0, help="wall-time budget for training")
+    p.add_argument("--batch-seconds", type=float, default=60.0, help="audio seconds per batch per process")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--valid-every", type=int, default=200, help="validate on dev-small every N steps")
+    p.add_argument("--valid-utterances", type=int, default=100)
+    p.add_argument("--beam-size", type=int, default=8)
     p.add_argument("--force", action="store_true", help="rerun stages already marked done")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    funcs = {1: stage_text, 2: stage_synth, 3: stage_manifests}
+    funcs = {1: stage_text, 2: stage_synth, 3: stage_manifests, 4: stage_tokenizer, 5: stage_train,
+             6: stage_score, 7: stage_export}
     for n in range(args.stage, args.stop_stage + 1):
         mark = args.out / ".done" / str(n)
         if mark.exists() and not args.force:
