@@ -30,10 +30,11 @@ def _guard(fn):
         from .audio import AudioError
         from .checkpoint import CheckpointError
         from .manifest import ManifestError
+        from .trainer import TrainingError
 
         try:
             return fn(*args, **kwargs)
-        except (AudioError, CheckpointError, ManifestError, ValueError, OSError) as e:
+        except (AudioError, CheckpointError, ManifestError, TrainingError, ValueError, OSError) as e:
             if _DEBUG:
                 raise
             _fail(str(e))
@@ -83,7 +84,10 @@ def transcribe_cmd(
             line = f"{tr.path}\t{tr.text}" if len(files) > 1 else tr.text
         tqdm.write(line, file=sys.stdout)
     if failures:
-        _fail(f"{len(failures)} of {len(files)} file(s) failed")
+        typer.echo(f"{len(failures)} of {len(files)} file(s) failed:", err=True)
+        for reason in failures:
+            typer.echo(f"  {reason}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("evaluate")
@@ -137,6 +141,7 @@ def train_cmd(
     log: str = typer.Option("csv", "--log", help="csv or tensorboard."),
     device: str = typer.Option("auto", "--device"),
     valid_every_steps: int = typer.Option(0, "--valid-every-steps", help="Also validate every N steps."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop bad manifest entries (listed) instead of stopping."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --exp-dir."),
     overrides: List[str] = typer.Option([], "--set", help="Any TrainConfig field: --set grad_clip=1.0 (repeatable)."),
 ):
@@ -152,13 +157,27 @@ def train_cmd(
         batch_seconds=batch_seconds, lr=lr, warmup_steps=warmup_steps, checkpoint_every=checkpoint_every,
         average_last=average_last, init_from=str(init_from or ""), augment=not no_augment,
         specaugment=not no_specaugment, seed=seed, threads=threads, num_workers=num_workers, log=log, device=device,
-        valid_every_steps=valid_every_steps)
+        valid_every_steps=valid_every_steps, skip_bad=skip_bad)
     cfg = cfg.with_overrides(overrides)
     typer.echo(str(train(cfg)))
 
 
 def main() -> None:
-    app()
+    """Entry point: like app(), plus a clear error when stdout cannot be written (full disk, closed pipe)."""
+    import os
+
+    code = 0
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"error: cannot write the output ({e.strerror or e})", file=sys.stderr)
+        code = code or 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

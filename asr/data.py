@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .audio import AudioError, load_audio
+from .audio import AudioError, audio_duration, load_audio
 from .augment import AugmentConfig, augment
 from .features import LogMel
 from .manifest import Utterance
@@ -73,6 +73,29 @@ def collate(examples: list[Example | None]) -> dict:
         "texts": [normalize_text(e.utt.text) for e in examples],
         "ids": [e.utt.id for e in examples],
     }
+
+
+def validate_utterances(utts: list[Utterance], tokenizer: Tokenizer, check_duration: bool = True) -> list[str]:
+    """Problems that would spoil training, one ``manifest:line: reason`` string per bad utterance:
+    missing or unreadable audio, a duration that disagrees with the file, a transcript with
+    nothing the tokenizer can spell."""
+    problems = []
+    for utt in utts:
+        where = utt.source or utt.audio_filepath
+        text = normalize_text(utt.text)
+        try:
+            real = audio_duration(utt.audio_filepath)
+        except AudioError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        if check_duration and utt.duration is not None and abs(real - utt.duration) > 0.1 + 0.05 * real:
+            problems.append(f"{where}: duration {utt.duration:.2f} s but the audio lasts {real:.2f} s")
+        elif not text:
+            problems.append(f"{where}: transcript {utt.text[:40]!r} has no characters the tokenizer knows")
+        elif 1 in tokenizer.encode(text):   # id 1 is <unk>
+            bad = sorted({c for c in text if 1 in tokenizer.encode(c)} - {" "})
+            problems.append(f"{where}: characters outside the tokenizer: {''.join(bad) or text[:40]!r}")
+    return problems
 
 
 class DurationBatchSampler(Sampler):

@@ -25,6 +25,7 @@ class Utterance:
     text: str
     duration: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""   # "manifest.jsonl:LINE" where it was read (not written back)
 
     @property
     def id(self) -> str:
@@ -88,17 +89,8 @@ def read_manifest(path: str | Path, require_duration: bool = False, skip_bad: bo
         audio_path = Path(audio)
         if not audio_path.is_absolute():
             audio_path = base / audio_path
-        out.append(Utterance(str(audio_path), text, duration, row))
+        out.append(Utterance(str(audio_path), text, duration, row, f"{path}:{lineno}"))
     return out
-
-
-def check_audio_exists(utts: list[Utterance], manifest: str | Path) -> None:
-    """Raise `ManifestError` naming the first missing audio file (and how many are missing)."""
-    missing = [(i, u) for i, u in enumerate(utts) if not Path(u.audio_filepath).is_file()]
-    if missing:
-        _, first = missing[0]
-        raise ManifestError(f"{manifest}: {len(missing)} of {len(utts)} audio files are missing, "
-                            f"first: {first.audio_filepath}")
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:

@@ -28,16 +28,20 @@ from . import model as model_lib
 from .augment import AugmentConfig
 from .checkpoint import (average_checkpoints, load_checkpoint, model_from_checkpoint, save_checkpoint,
                          step_checkpoints, write_checkpoint)
-from .data import DurationBatchSampler, SpeechDataset, collate
+from .data import DurationBatchSampler, SpeechDataset, collate, validate_utterances
 from .decode import greedy_decode
 from .features import SpecAugment
 from .io import atomic_write
-from .manifest import check_audio_exists, read_manifest
+from .manifest import ManifestError, Utterance, read_manifest
 from .metrics import score
 from .text import normalize_text
 from .tokenizer import Tokenizer, train_tokenizer
 
 MAX_BAD_STEPS = 20   # consecutive non-finite losses before the run stops
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss keeps diverging); the message says what to change."""
 
 
 @dataclass
@@ -66,6 +70,7 @@ class TrainConfig:
     sortagrad_epochs: int = 1        # first epoch goes from short to long utterances
     cmvn_utterances: int = 500
     seed: int = 0
+    skip_bad: bool = False           # drop bad manifest entries (reported) instead of stopping
     checkpoint_every: int = 500
     keep_last: int = 5
     average_last: int = 3
@@ -208,6 +213,21 @@ def _prepare_tokenizer(cfg: TrainConfig, texts: list[str], exp_dir: Path, rank: 
     return Tokenizer.from_dict(torch.load(path, weights_only=True))
 
 
+def _checked(utts: list[Utterance], tokenizer: Tokenizer, cfg: TrainConfig, rank: Dist) -> list[Utterance]:
+    """Check every entry before training starts; bad ones stop the run, or are dropped with skip_bad."""
+    problems = validate_utterances(utts, tokenizer)
+    if not problems:
+        return utts
+    if not cfg.skip_bad:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ManifestError(f"{problems[0]}{more}; fix the manifest or pass --skip-bad")
+    if rank.main:
+        for p in problems:
+            print(f"warning: skipped {p}", file=sys.stderr)
+    bad = {p.split(": ", 1)[0] for p in problems}
+    return [u for u in utts if (u.source or u.audio_filepath) not in bad]
+
+
 def _build_model(cfg: TrainConfig, tokenizer: Tokenizer, train_set: SpeechDataset) -> model_lib.CTCModel:
     if cfg.init_from:
         model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
@@ -238,9 +258,9 @@ def train(cfg: TrainConfig) -> Path:
 
     train_utts = read_manifest(cfg.train_manifest, require_duration=True)
     valid_utts = read_manifest(cfg.valid_manifest, require_duration=True) if cfg.valid_manifest else []
-    check_audio_exists(train_utts, cfg.train_manifest)
-    check_audio_exists(valid_utts, cfg.valid_manifest)
     tokenizer = _prepare_tokenizer(cfg, [u.text for u in train_utts], exp_dir, rank)
+    train_utts = _checked(train_utts, tokenizer, cfg, rank)
+    valid_utts = _checked(valid_utts, tokenizer, cfg, rank)
     train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed)
     valid_set = SpeechDataset(valid_utts, tokenizer)
 
@@ -397,7 +417,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
             state["bad_steps"] += 1
             state["skipped_batches"] += 1
             if state["bad_steps"] >= MAX_BAD_STEPS:
-                raise RuntimeError(f"{MAX_BAD_STEPS} consecutive batches gave a non-finite loss or gradient at "
+                raise TrainingError(f"{MAX_BAD_STEPS} consecutive batches gave a non-finite loss or gradient at "
                                    f"step {state['step']}: lower --lr or check the data")
         state["step"] += 1
         state["batch_in_epoch"] += 1

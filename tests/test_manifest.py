@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from asr.manifest import ManifestError, Utterance, check_audio_exists, read_manifest, write_manifest
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 
 
 def test_round_trip_relative_paths(tmp_path):
@@ -49,8 +49,23 @@ def test_paths_relative_to_cwd_are_rebased_on_the_manifest(tmp_path, monkeypatch
     assert read_manifest("out/m.jsonl")[0].audio_filepath == str(tmp_path / "out" / "wav" / "a.wav")
 
 
-def test_missing_audio_is_reported(tmp_path):
+def test_training_entries_are_checked_with_line_numbers(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from asr.data import validate_utterances
+    from asr.tokenizer import CharTokenizer
+
+    sf.write(tmp_path / "ok.wav", np.zeros(16000, np.float32), 16000)
     m = tmp_path / "m.jsonl"
-    m.write_text('{"audio_filepath": "nope.wav", "text": "x", "duration": 1}\n')
-    with pytest.raises(ManifestError, match="1 of 1 audio files are missing, first: .*nope.wav"):
-        check_audio_exists(read_manifest(m), m)
+    m.write_text("\n".join([
+        '{"audio_filepath": "ok.wav", "text": "fine", "duration": 1.0}',
+        '{"audio_filepath": "nope.wav", "text": "x", "duration": 1}',
+        '{"audio_filepath": "ok.wav", "text": "wrong length", "duration": 3.0}',
+        '{"audio_filepath": "ok.wav", "text": "\u4f60\u597d", "duration": 1.0}',
+    ]) + "\n")
+    problems = validate_utterances(read_manifest(m), CharTokenizer())
+    assert [p.split(": ")[0] for p in problems] == [f"{m}:2", f"{m}:3", f"{m}:4"]
+    assert "no such file" in problems[0]
+    assert "duration 3.00 s but the audio lasts 1.00 s" in problems[1]
+    assert "no characters the tokenizer knows" in problems[2]
