@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -52,6 +51,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 class Format(str, Enum):
     txt = "txt"
     json = "json"
+    srt = "srt"
+    vtt = "vtt"
+    ctm = "ctm"
 
 
 @app.command("transcribe")
@@ -61,14 +63,21 @@ def transcribe_cmd(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
-    fmt: Format = typer.Option(Format.txt, "--format", "-f", help="txt: one line per file; json: one object per line."),
+    fmt: Format = typer.Option(Format.txt, "--format", "-f",
+                               help="txt, json (word times and confidences), srt, vtt (subtitles), ctm (sclite)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
+                                              help="Write <name>.<format> per input file here instead of stdout."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
 ):
-    """Transcribe audio files; transcripts go to stdout, progress and errors to stderr."""
+    """Transcribe audio files; transcripts go to stdout (or --output-dir), progress and errors to stderr."""
     from tqdm import tqdm
 
+    from .formats import render
     from .inference import load_model
+    from .io import atomic_write, safe_child
 
+    if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
+        _fail(f"--format {fmt.value} with several files needs --output-dir")
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads)
     failures: list[str] = []
 
@@ -78,11 +87,14 @@ def transcribe_cmd(
 
     bar = tqdm(files, desc="transcribe", unit="file", disable=len(files) < 2, file=sys.stderr)
     for tr in recognizer.transcribe_many(bar, on_error=on_error):
-        if fmt == Format.json:
-            line = json.dumps(tr.to_dict(), ensure_ascii=False)
+        out = render(tr, fmt.value)
+        if output_dir is not None:
+            with atomic_write(safe_child(output_dir, f"{Path(tr.path).stem}.{fmt.value}")) as f:
+                f.write(out)
+        elif fmt == Format.txt and len(files) > 1:
+            tqdm.write(f"{tr.path}\t{tr.text}", file=sys.stdout)
         else:
-            line = f"{tr.path}\t{tr.text}" if len(files) > 1 else tr.text
-        tqdm.write(line, file=sys.stdout)
+            tqdm.write(out.rstrip("\n"), file=sys.stdout)
     if failures:
         typer.echo(f"{len(failures)} of {len(files)} file(s) failed:", err=True)
         for reason in failures:

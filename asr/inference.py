@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from .align import Word, align_tokens, spans_to_words
 from .audio import SAMPLE_RATE, AudioError, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .decode import DecodingOptions, DecodingResult, decode
@@ -31,22 +32,16 @@ def default_model_path() -> Path:
 
 
 @dataclass
-class TokenTime:
-    token: str
-    time: float      # seconds from the start of the file
-
-
-@dataclass
 class Transcript:
     path: str
     text: str
     duration: float
-    tokens: list[TokenTime] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)   # start/end from CTC forced alignment
     processing_time: float = 0.0
 
     def to_dict(self) -> dict:
         return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
-                "tokens": [{"token": t.token, "time": round(t.time, 3)} for t in self.tokens]}
+                "words": [w.to_dict() for w in self.words]}
 
 
 def set_threads(threads: int | None) -> None:
@@ -78,26 +73,33 @@ class Recognizer:
         return cls(model, tokenizer, device=device, **kwargs)
 
     @torch.inference_mode()
+    def log_probs(self, wav: torch.Tensor) -> torch.Tensor:
+        """(T', V) CTC log-probabilities of one mono 16 kHz waveform."""
+        feats = self.logmel(wav)
+        logits, _ = self.model(feats[None].to(self.device), torch.tensor([feats.shape[0]], device=self.device))
+        return logits[0].float().log_softmax(-1).cpu()
+
     def recognize(self, wav: torch.Tensor) -> DecodingResult:
         """Decode one mono 16 kHz waveform (1-D tensor)."""
         if wav.numel() == 0:
             return DecodingResult("", [])
-        feats = self.logmel(wav)
-        logits, lengths = self.model(feats[None].to(self.device), torch.tensor([feats.shape[0]], device=self.device))
-        return decode(logits.float().log_softmax(-1).cpu(), lengths.cpu(), self.tokenizer, self.options, self.lm)[0]
+        lp = self.log_probs(wav)
+        return decode(lp[None], torch.tensor([lp.shape[0]]), self.tokenizer, self.options, self.lm)[0]
 
-    def transcribe(self, path: str | os.PathLike) -> Transcript:
-        """Transcribe one file of any length (read in chunks cut at quiet points)."""
+    def transcribe(self, path: str | os.PathLike, words: bool = True) -> Transcript:
+        """Transcribe one file of any length (read in chunks cut at quiet points); with `words`,
+        word times and confidences come from forced alignment of the decoded tokens."""
         start = time.perf_counter()
-        texts, tokens, duration = [], [], 0.0
+        texts, word_list, duration = [], [], 0.0
         for offset, chunk in stream_audio(path):
-            result = self.recognize(chunk)
+            lp = self.log_probs(chunk)
+            result = decode(lp[None], torch.tensor([lp.shape[0]]), self.tokenizer, self.options, self.lm)[0]
             if result.text:
                 texts.append(result.text)
-            tokens += [TokenTime(self.tokenizer.pieces[t], offset + f * self.frame_seconds)
-                       for t, f in zip(result.tokens, result.frames)]
+            if words:
+                word_list += spans_to_words(align_tokens(lp, result.tokens), self.tokenizer, self.frame_seconds, offset)
             duration = offset + chunk.numel() / SAMPLE_RATE
-        return Transcript(str(path), " ".join(texts), duration, tokens, time.perf_counter() - start)
+        return Transcript(str(path), " ".join(texts), duration, word_list, time.perf_counter() - start)
 
     def transcribe_many(self, paths: Iterable[str | os.PathLike],
                         on_error: Callable[[str, str], None] | None = None) -> Iterable[Transcript]:
@@ -144,7 +146,7 @@ def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: st
     busy, audio = 0.0, 0.0
     for utt in tqdm(utts, desc="evaluate", unit="utt", disable=not progress):
         try:
-            tr = recognizer.transcribe(utt.audio_filepath)
+            tr = recognizer.transcribe(utt.audio_filepath, words=False)
         except AudioError as e:
             failures.append(str(e))
             continue

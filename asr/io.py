@@ -31,3 +31,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         except FileNotFoundError:
             pass
         raise
+
+
+def safe_child(folder: str | os.PathLike, name: str) -> Path:
+    """`folder/name`, refusing names that would land outside `folder` (``..``, absolute paths,
+    separators, links pointing out)."""
+    folder = Path(folder)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"unsafe output file name {name!r}")
+    path = folder / name
+    root = folder.resolve()
+    if path.resolve().parent != root:
+        raise ValueError(f"output file {name!r} would be written outside {folder}")
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jiwer
 
-from .io import atomic_write
+from .io import atomic_write, safe_child
 from .text import normalize_text
 
 
@@ -86,10 +86,11 @@ def summary_line(result: WERResult, rtf: float | None = None) -> str:
 
 def write_report(result: WERResult, out_dir: str | Path, name: str = "test", extra: str = "") -> None:
     out_dir = Path(out_dir)
-    with atomic_write(out_dir / f"recogs-{name}.txt") as f:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(safe_child(out_dir, f"recogs-{name}.txt")) as f:
         for u in result.utterances:
             f.write(f"{u.id}:\tref={u.ref}\n{u.id}:\thyp={u.hyp}\n")
-    with atomic_write(out_dir / f"errs-{name}.txt") as f:
+    with atomic_write(safe_child(out_dir, f"errs-{name}.txt")) as f:
         f.write(f"%WER {100 * result.wer:.2f} [ {result.errors} / {result.n_ref}, {result.ins} ins, "
                 f"{result.dele} del, {result.sub} sub ]\n\nPER-UTTERANCE (errors / reference words):\n")
         for u in sorted(result.utterances, key=lambda u: -u.errors):
@@ -98,5 +99,5 @@ def write_report(result: WERResult, out_dir: str | Path, name: str = "test", ext
                 f.write(jiwer.visualize_alignment(jiwer.process_words(u.ref, u.hyp or ""), show_measures=False)
                         .split("\n", 1)[-1])
                 f.write("\n")
-    with atomic_write(out_dir / f"wer-summary-{name}.txt") as f:
+    with atomic_write(safe_child(out_dir, f"wer-summary-{name}.txt")) as f:
         f.write(summary_line(result) + "\n" + extra)

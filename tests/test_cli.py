@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 import numpy as np
 import soundfile as sf
 from typer.testing import CliRunner
@@ -23,9 +25,33 @@ def test_transcribe_text_and_json(tiny_model, tmp_path):
     assert res.exit_code == 0
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["bad face", "egg"]
-    assert rows[0]["duration"] > 0 and len(rows[0]["tokens"]) == len("bad face")
-    times = [t["time"] for t in rows[0]["tokens"]]
-    assert times == sorted(times) and times[-1] < rows[0]["duration"]
+    words = rows[0]["words"]
+    assert [w["word"] for w in words] == ["bad", "face"]
+    # Known answer built into the input: 0.15 s lead-in, 0.1 s per letter, 0.15 s around the space.
+    assert words[0]["start"] == pytest.approx(0.15, abs=0.12)
+    assert words[0]["end"] == pytest.approx(0.45, abs=0.12)
+    assert words[1]["start"] == pytest.approx(0.65, abs=0.12)
+    assert words[1]["end"] == pytest.approx(1.05, abs=0.12)
+    assert all(0 < w["confidence"] <= 1 for w in words)
+
+
+def test_subtitle_and_ctm_formats(tiny_model, tmp_path):
+    a = tmp_path / "clip one.wav"
+    sf.write(a, tone_speech("bad face egg"), 16000)
+    out = tmp_path / "out"
+    for fmt in ("srt", "vtt", "ctm", "txt", "json"):
+        res = runner.invoke(app, ["transcribe", str(a), "--model", str(tiny_model), "--format", fmt,
+                                  "--output-dir", str(out)])
+        assert res.exit_code == 0, res.output
+    srt = (out / "clip one.srt").read_text()
+    assert srt.startswith("1\n00:00:00,") and "-->" in srt and "bad face egg" in srt
+    assert (out / "clip one.vtt").read_text().startswith("WEBVTT\n\n00:00:00.")
+    ctm = [line.split() for line in (out / "clip one.ctm").read_text().splitlines()]
+    assert [c[4] for c in ctm] == ["bad", "face", "egg"]
+    assert all(c[0] == "clip_one" and c[1] == "1" for c in ctm)
+    assert (out / "clip one.txt").read_text() == "bad face egg\n"
+    res = runner.invoke(app, ["transcribe", str(a), str(a), "--model", str(tiny_model), "--format", "srt"])
+    assert res.exit_code == 1 and "needs --output-dir" in res.stderr
 
 
 def test_bad_file_is_reported_and_others_still_transcribed(tiny_model, tmp_path):

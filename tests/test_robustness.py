@@ -187,3 +187,15 @@ def test_sigkill_then_resume_gives_the_same_weights(tone_corpus, tmp_path):
     a = load_checkpoint(tmp_path / "full" / "checkpoint-30.pt")["model"]
     b = load_checkpoint(tmp_path / "killed" / "checkpoint-30.pt")["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_output_names_cannot_escape_the_output_dir(tmp_path):
+    from asr.io import safe_child
+
+    assert safe_child(tmp_path, "a.txt") == tmp_path / "a.txt"
+    for bad in ["../x.txt", "/etc/passwd", "..", "", "a/../../b"]:
+        with pytest.raises(ValueError):
+            safe_child(tmp_path, bad)
+    (tmp_path / "link.txt").symlink_to("/tmp/elsewhere.txt")
+    with pytest.raises(ValueError, match="outside"):
+        safe_child(tmp_path, "link.txt")
