@@ -65,8 +65,10 @@ def _validate(path: Path, samples: np.ndarray) -> None:
         raise AudioError(f"{path}: samples contain NaN or infinity")
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Read a whole file as a 1-D float32 tensor at `sample_rate` (mono, channels averaged).
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, offset: float = 0.0,
+               duration: float | None = None) -> torch.Tensor:
+    """Read a file (or `duration` seconds from `offset`) as a 1-D float32 tensor at `sample_rate`
+    (mono, channels averaged).
 
     Raises `AudioError` for a missing path, a directory, an empty or non-audio file, a file with
     no samples, or samples that are NaN/infinite.
@@ -75,7 +77,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> torch
     with _open(path) as f:
         sr = f.samplerate
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            if offset:
+                f.seek(min(int(offset * sr), f.frames))
+            data = f.read(-1 if duration is None else int(round(duration * sr)), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{path}: cannot decode audio ({_reason(e)})") from None
     if data.shape[0] == 0:

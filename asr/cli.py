@@ -29,11 +29,12 @@ def _guard(fn):
         from .audio import AudioError
         from .checkpoint import CheckpointError
         from .manifest import ManifestError
+        from .prepare import PrepareError
         from .trainer import TrainingError
 
         try:
             return fn(*args, **kwargs)
-        except (AudioError, CheckpointError, ManifestError, TrainingError, ValueError, OSError) as e:
+        except (AudioError, CheckpointError, ManifestError, PrepareError, TrainingError, ValueError, OSError) as e:
             if _DEBUG:
                 raise
             _fail(str(e))
@@ -172,6 +173,41 @@ def train_cmd(
         valid_every_steps=valid_every_steps, skip_bad=skip_bad)
     cfg = cfg.with_overrides(overrides)
     typer.echo(str(train(cfg)))
+
+
+class Layout(str, Enum):
+    kaldi = "kaldi"
+    librispeech = "librispeech"
+    commonvoice = "commonvoice"
+    folder = "folder"
+
+
+@app.command("prepare")
+@_guard
+def prepare_cmd(
+    layout: Layout = typer.Argument(..., help="kaldi (data dir), librispeech (root), commonvoice (split .tsv), "
+                                              "folder (audio + same-named .txt)."),
+    source: Path = typer.Argument(..., help="Data dir, corpus folder or Common Voice TSV."),
+    out: Path = typer.Argument(..., help="Manifest to write (JSONL)."),
+):
+    """Convert a corpus on disk into a JSONL manifest."""
+    from .prepare import PREPARERS
+
+    n = PREPARERS[layout.value](source, out)
+    typer.echo(f"{out}: {n} utterances", err=True)
+
+
+@app.command("to-kaldi")
+@_guard
+def to_kaldi_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest."),
+    data_dir: Path = typer.Argument(..., help="Kaldi data dir to write (wav.scp, text, utt2spk, spk2utt, segments)."),
+):
+    """Write a manifest as a Kaldi data directory."""
+    from .prepare import manifest_to_kaldi
+
+    n = manifest_to_kaldi(manifest, data_dir)
+    typer.echo(f"{data_dir}: {n} utterances", err=True)
 
 
 def main() -> None:

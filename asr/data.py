@@ -21,6 +21,13 @@ from .text import normalize_text
 from .tokenizer import Tokenizer
 
 
+def load_utterance(utt: Utterance) -> torch.Tensor:
+    """The utterance's audio (a segment of the file when the entry has an ``offset``)."""
+    if "offset" in utt.extra:
+        return load_audio(utt.audio_filepath, offset=float(utt.extra["offset"]), duration=utt.duration)
+    return load_audio(utt.audio_filepath)
+
+
 @dataclass
 class Example:
     feats: torch.Tensor    # (T, n_mels)
@@ -51,7 +58,7 @@ class SpeechDataset(Dataset):
         utt = self.utts[index]
         rng = random.Random(f"{self.seed}-{epoch}-{index}")
         try:
-            wav = load_audio(utt.audio_filepath)
+            wav = load_utterance(utt)
         except AudioError:
             return None
         if self.augment_cfg is not None and rng.random() < augment_prob:

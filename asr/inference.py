@@ -18,6 +18,7 @@ import torch
 from .align import Word, align_tokens, spans_to_words
 from .audio import SAMPLE_RATE, AudioError, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data import load_utterance
 from .decode import DecodingOptions, DecodingResult, decode
 from .features import HOP_LENGTH, LogMel
 from .manifest import read_manifest
@@ -89,9 +90,14 @@ class Recognizer:
     def transcribe(self, path: str | os.PathLike, words: bool = True) -> Transcript:
         """Transcribe one file of any length (read in chunks cut at quiet points); with `words`,
         word times and confidences come from forced alignment of the decoded tokens."""
+        return self.transcribe_chunks(stream_audio(path), str(path), words)
+
+    def transcribe_chunks(self, chunks: Iterable[tuple[float, torch.Tensor]], name: str = "",
+                          words: bool = True) -> Transcript:
+        """Transcribe ``(offset_seconds, waveform)`` pieces of one recording."""
         start = time.perf_counter()
         texts, word_list, duration = [], [], 0.0
-        for offset, chunk in stream_audio(path):
+        for offset, chunk in chunks:
             lp = self.log_probs(chunk)
             result = decode(lp[None], torch.tensor([lp.shape[0]]), self.tokenizer, self.options, self.lm)[0]
             if result.text:
@@ -99,7 +105,7 @@ class Recognizer:
             if words:
                 word_list += spans_to_words(align_tokens(lp, result.tokens), self.tokenizer, self.frame_seconds, offset)
             duration = offset + chunk.numel() / SAMPLE_RATE
-        return Transcript(str(path), " ".join(texts), duration, word_list, time.perf_counter() - start)
+        return Transcript(name, " ".join(texts), duration, word_list, time.perf_counter() - start)
 
     def transcribe_many(self, paths: Iterable[str | os.PathLike],
                         on_error: Callable[[str, str], None] | None = None) -> Iterable[Transcript]:
@@ -146,7 +152,10 @@ def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: st
     busy, audio = 0.0, 0.0
     for utt in tqdm(utts, desc="evaluate", unit="utt", disable=not progress):
         try:
-            tr = recognizer.transcribe(utt.audio_filepath, words=False)
+            if "offset" in utt.extra:   # a segment of a longer recording
+                tr = recognizer.transcribe_chunks([(0.0, load_utterance(utt))], utt.audio_filepath, words=False)
+            else:
+                tr = recognizer.transcribe(utt.audio_filepath, words=False)
         except AudioError as e:
             failures.append(str(e))
             continue
