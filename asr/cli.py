@@ -131,47 +131,62 @@ def evaluate_cmd(
 @app.command("train")
 @_guard
 def train_cmd(
-    train_manifest: Path = typer.Argument(..., help="Training manifest (JSONL with duration)."),
+    train_manifest: Optional[Path] = typer.Argument(None, help="Training manifest (JSONL with duration)."),
     valid: Optional[Path] = typer.Option(None, "--valid", help="Validation manifest."),
-    exp_dir: Path = typer.Option(Path("exp/run"), "--exp-dir", "-o", help="Output folder (checkpoints, logs, model.pt)."),
-    preset: str = typer.Option("small", "--preset", help="Model size: tiny, small, medium."),
-    tokenizer: str = typer.Option("bpe", "--tokenizer", help="bpe or char."),
-    vocab_size: int = typer.Option(256, "--vocab-size"),
-    epochs: int = typer.Option(10, "--epochs"),
-    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0: epochs decide)."),
-    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop after this much wall time (0: none)."),
-    batch_seconds: float = typer.Option(120.0, "--batch-seconds", help="Audio seconds per batch per process."),
-    lr: float = typer.Option(2e-3, "--lr"),
-    warmup_steps: int = typer.Option(500, "--warmup-steps"),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
-    average_last: int = typer.Option(3, "--average-last", help="Average this many last checkpoints into model.pt."),
+    exp_dir: Optional[Path] = typer.Option(None, "--exp-dir", "-o", help="Output folder [exp/run]."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model size: tiny, small [default], medium."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="bpe [default] or char."),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="BPE pieces [256]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much wall time."),
+    batch_seconds: Optional[float] = typer.Option(None, "--batch-seconds", help="Audio seconds per batch per process."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
+    average_last: Optional[int] = typer.Option(None, "--average-last", help="Average the last N checkpoints into model.pt."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this model's weights."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No waveform augmentation."),
     no_specaugment: bool = typer.Option(False, "--no-specaugment"),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(1, "--threads", help="Torch threads per process."),
-    num_workers: int = typer.Option(0, "--num-workers", help="Data-loading worker processes."),
-    log: str = typer.Option("csv", "--log", help="csv or tensorboard."),
-    device: str = typer.Option("auto", "--device"),
-    valid_every_steps: int = typer.Option(0, "--valid-every-steps", help="Also validate every N steps."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads per process."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loading worker processes."),
+    log: Optional[str] = typer.Option(None, "--log", help="csv or tensorboard."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda."),
+    valid_every_steps: Optional[int] = typer.Option(None, "--valid-every-steps", help="Also validate every N steps."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop bad manifest entries (listed) instead of stopping."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --exp-dir."),
-    overrides: List[str] = typer.Option([], "--set", help="Any TrainConfig field: --set grad_clip=1.0 (repeatable)."),
+    overrides: List[str] = typer.Option([], "--set", help="FIELD=VALUE for any TrainConfig field, dotted for "
+                                                        "nested ones: --set model_overrides.d_model=256."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit."),
 ):
-    """Train a CTC model. Runs as one process, or many under `torchrun --nproc_per_node N -m asr.cli train ...`."""
+    """Train a CTC model. Runs as one process, or many under `torchrun --nproc_per_node N -m asr.cli train ...`.
+
+    The config is resolved as: defaults < --config YAML < command-line options < --set.
+    """
+    import dataclasses
+
     from .checkpoint import step_checkpoints
     from .trainer import TrainConfig, train
 
-    if not resume and step_checkpoints(exp_dir):
-        _fail(f"{exp_dir} has checkpoints; use another --exp-dir or --resume")
-    cfg = TrainConfig(
-        train_manifest=str(train_manifest), valid_manifest=str(valid or ""), exp_dir=str(exp_dir), preset=preset,
-        tokenizer=tokenizer, vocab_size=vocab_size, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
-        batch_seconds=batch_seconds, lr=lr, warmup_steps=warmup_steps, checkpoint_every=checkpoint_every,
-        average_last=average_last, init_from=str(init_from or ""), augment=not no_augment,
-        specaugment=not no_specaugment, seed=seed, threads=threads, num_workers=num_workers, log=log, device=device,
-        valid_every_steps=valid_every_steps, skip_bad=skip_bad)
+    given = {"train_manifest": train_manifest, "valid_manifest": valid, "exp_dir": exp_dir, "preset": preset,
+             "tokenizer": tokenizer, "vocab_size": vocab_size, "epochs": epochs, "max_steps": max_steps,
+             "max_minutes": max_minutes, "batch_seconds": batch_seconds, "lr": lr, "warmup_steps": warmup_steps,
+             "checkpoint_every": checkpoint_every, "average_last": average_last, "init_from": init_from,
+             "augment": False if no_augment else None, "specaugment": False if no_specaugment else None,
+             "seed": seed, "threads": threads, "num_workers": num_workers, "log": log, "device": device,
+             "valid_every_steps": valid_every_steps, "skip_bad": True if skip_bad else None}
+    cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+    cfg = dataclasses.replace(cfg, **{k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None})
     cfg = cfg.with_overrides(overrides)
+    if print_config:
+        typer.echo(cfg.to_yaml(), nl=False)
+        return
+    if not cfg.train_manifest:
+        _fail("no training manifest: give TRAIN_MANIFEST or train_manifest in --config")
+    if not resume and step_checkpoints(cfg.exp_dir):
+        _fail(f"{cfg.exp_dir} has checkpoints; use another --exp-dir or --resume")
     typer.echo(str(train(cfg)))
 
 
@@ -208,6 +223,53 @@ def to_kaldi_cmd(
 
     n = manifest_to_kaldi(manifest, data_dir)
     typer.echo(f"{data_dir}: {n} utterances", err=True)
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@app.command("export")
+@_guard
+def export_cmd(
+    output: Path = typer.Option(..., "--output", help="File to write (.onnx or .pt)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: shipped model)."),
+    quantize: bool = typer.Option(False, "--quantize", help="int8 dynamic quantisation of the weights."),
+):
+    """Export the acoustic model (log-mel features in, CTC log-probs out) with a tokens sidecar."""
+    from .export import export_model
+    from .inference import default_model_path
+
+    path = export_model(model or default_model_path(), output, fmt.value, quantize)
+    typer.echo(f"wrote {path} and {path}.tokens.json", err=True)
+
+
+@app.command("align")
+@_guard
+def align_cmd(
+    audio: Path = typer.Argument(..., help="Audio file."),
+    text: str = typer.Argument(..., help="Its transcript, or @FILE to read it from a file."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: shipped model)."),
+    fmt: Format = typer.Option(Format.json, "--format", "-f"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw waveform, tokens and word boundaries (PNG)."),
+    threads: int = typer.Option(1, "--threads"),
+):
+    """Align a known transcript to audio: word start/end times and confidences."""
+    from .formats import render
+    from .inference import load_model
+
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    recognizer = load_model(model, device="cpu", threads=threads)
+    tr = recognizer.align(audio, text)
+    typer.echo(render(tr, fmt.value).rstrip("\n"))
+    if plot is not None:
+        from .plots import plot_alignment
+
+        plot_alignment(audio, tr, plot)
+        typer.echo(f"wrote {plot}", err=True)
 
 
 def main() -> None:

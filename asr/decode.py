@@ -41,7 +41,7 @@ def _check(log_probs: torch.Tensor, lengths: torch.Tensor, vocab_size: int) -> N
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer) -> list[DecodingResult]:
     """Best path: argmax per frame, merge repeats, drop blanks."""
     _check(log_probs, lengths, tokenizer.vocab_size)
-    best, ids = log_probs.max(dim=-1)
+    best, ids = log_probs.detach().max(dim=-1)
     out = []
     for b in range(log_probs.shape[0]):
         n = int(lengths[b])

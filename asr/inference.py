@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import torch
 
 from .align import Word, align_tokens, spans_to_words
-from .audio import SAMPLE_RATE, AudioError, stream_audio
+from .audio import SAMPLE_RATE, AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_utterance
 from .decode import DecodingOptions, DecodingResult, decode
@@ -24,6 +24,7 @@ from .features import HOP_LENGTH, LogMel
 from .manifest import read_manifest
 from .metrics import WERResult, score, summary_line, write_report
 from .model import CTCModel
+from .text import normalize_text
 from .tokenizer import Tokenizer
 
 
@@ -106,6 +107,20 @@ class Recognizer:
                 word_list += spans_to_words(align_tokens(lp, result.tokens), self.tokenizer, self.frame_seconds, offset)
             duration = offset + chunk.numel() / SAMPLE_RATE
         return Transcript(name, " ".join(texts), duration, word_list, time.perf_counter() - start)
+
+    def align(self, path: str | os.PathLike, text: str) -> Transcript:
+        """Force-align a known transcript to a whole file (held in memory: meant for utterances
+        and files of a few minutes)."""
+        start = time.perf_counter()
+        wav = load_audio(path)
+        normalized = normalize_text(text)
+        tokens = self.tokenizer.encode(normalized)
+        lp = self.log_probs(wav)
+        if len(tokens) > lp.shape[0]:
+            raise ValueError(f"{path}: the transcript has more tokens ({len(tokens)}) than the audio has frames "
+                             f"({lp.shape[0]}); is it the right text?")
+        word_list = spans_to_words(align_tokens(lp, tokens), self.tokenizer, self.frame_seconds)
+        return Transcript(str(path), normalized, wav.numel() / SAMPLE_RATE, word_list, time.perf_counter() - start)
 
     def transcribe_many(self, paths: Iterable[str | os.PathLike],
                         on_error: Callable[[str, str], None] | None = None) -> Iterable[Transcript]:

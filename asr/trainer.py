@@ -90,17 +90,39 @@ class TrainConfig:
         return cls(**d)
 
     def with_overrides(self, items: list[str]) -> "TrainConfig":
-        """Apply ``key=value`` strings; values are parsed as JSON when they can be (numbers, bools, dicts)."""
+        """Apply ``key=value`` strings (``a.b=value`` sets a key inside a dict field); values are
+        parsed as YAML scalars/collections (numbers, booleans, lists, dicts) when they can be."""
+        import yaml
+
         d = asdict(self)
         for item in items:
             key, sep, value = item.partition("=")
-            if not sep or key not in d:
+            top, _, sub = key.partition(".")
+            if not sep or top not in d or (sub and not isinstance(d[top], dict)):
                 raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(d)}")
-            try:
-                d[key] = json.loads(value)
-            except json.JSONDecodeError:
-                d[key] = value
+            parsed = yaml.safe_load(value) if value else ""
+            if sub:
+                d[top] = {**d[top], sub: parsed}
+            else:
+                d[top] = parsed
         return TrainConfig.from_dict(d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read config ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config must be a mapping of TrainConfig fields")
+        return cls.from_dict({**asdict(cls()), **data})
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(asdict(self), sort_keys=False)
 
 
 @dataclass
@@ -253,8 +275,8 @@ def train(cfg: TrainConfig) -> Path:
     exp_dir = Path(cfg.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     if rank.main:
-        with atomic_write(exp_dir / "config.json") as f:
-            json.dump(asdict(cfg), f, indent=2)
+        with atomic_write(exp_dir / "config.yaml") as f:
+            f.write(cfg.to_yaml())
 
     train_utts = read_manifest(cfg.train_manifest, require_duration=True)
     valid_utts = read_manifest(cfg.valid_manifest, require_duration=True) if cfg.valid_manifest else []
@@ -318,6 +340,11 @@ def train(cfg: TrainConfig) -> Path:
         paths = step_checkpoints(exp_dir)[-cfg.average_last:]
         write_checkpoint(final, {**average_checkpoints(paths), "averaged": [p.name for p in paths]})
         print(f"final model (average of {len(paths)} checkpoints): {final}", file=sys.stderr)
+        try:
+            from .plots import plot_training
+            plot_training(exp_dir)
+        except ValueError:   # matplotlib not installed: the CSV logs are still there
+            pass
     if rank.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()

@@ -22,7 +22,7 @@ def test_overfit_reaches_zero_wer(tiny_model, tone_corpus):
 def test_training_writes_logs_and_averaged_model(tiny_model):
     exp = tiny_model.parent
     assert (exp / "train.csv").read_text().startswith("step,epoch,loss")
-    assert (exp / "config.json").exists()
+    assert (exp / "config.yaml").exists()
     final = load_checkpoint(tiny_model)
     assert len(final["averaged"]) >= 2 and "optimizer" not in final
     losses = [float(r.split(",")[2]) for r in (exp / "train.csv").read_text().splitlines()[1:]]

@@ -1,0 +1,62 @@
+"""Export the acoustic model (log-mel features -> CTC log-probs) to ONNX or TorchScript.
+
+The exported graph takes ``feats`` (B, T, 80) float32 log-mel features (as `asr.features.LogMel`
+computes them) and ``lengths`` (B,) int64, and returns ``log_probs`` (B, T', V) and ``out_lengths``.
+Normalisation is inside the graph; the tokenizer is written beside it as ``<file>.tokens.json``
+(pieces in id order, blank = 0) so a runtime can decode without `asr`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .io import atomic_write
+
+
+class _LogProbs(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
+        logits, out_lengths = self.model(feats, lengths)
+        return logits.log_softmax(-1), out_lengths
+
+
+def export_model(model_path: str | Path, output: str | Path, fmt: str = "onnx", quantize: bool = False) -> Path:
+    """Write `output` (and the tokens sidecar); returns the path of the exported model."""
+    model, tokenizer = model_from_checkpoint(load_checkpoint(model_path))
+    model.eval()
+    wrapper = _LogProbs(model).eval()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    feats, lengths = torch.randn(2, 300, model.config.n_mels), torch.tensor([300, 200])
+    if fmt == "torchscript":
+        if quantize:
+            wrapper = torch.ao.quantization.quantize_dynamic(wrapper, {torch.nn.Linear}, dtype=torch.qint8)
+        with torch.no_grad():
+            traced = torch.jit.trace(wrapper, (feats, lengths), check_trace=False)
+        with atomic_write(output, "wb") as f:
+            torch.jit.save(traced, f)
+    elif fmt == "onnx":
+        tmp = output.with_suffix(".tmp.onnx")
+        torch.onnx.export(wrapper, (feats, lengths), str(tmp), input_names=["feats", "lengths"],
+                          output_names=["log_probs", "out_lengths"], dynamo=False, opset_version=17,
+                          dynamic_axes={"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
+                                        "log_probs": {0: "batch", 1: "out_frames"}, "out_lengths": {0: "batch"}})
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            quantize_dynamic(str(tmp), str(output), weight_type=QuantType.QInt8)
+            tmp.unlink()
+        else:
+            tmp.replace(output)
+    else:
+        raise ValueError(f"export format must be onnx or torchscript, not {fmt!r}")
+    with atomic_write(Path(str(output) + ".tokens.json")) as f:
+        json.dump({"pieces": tokenizer.pieces, "blank": 0, "kind": tokenizer.kind,
+                   "subsampling": model.config.subsampling}, f)
+    return output
