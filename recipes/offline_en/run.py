@@ -16,7 +16,6 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -28,9 +27,9 @@ import synth  # noqa: E402
 import text as textprep  # noqa: E402
 
 from asr.manifest import Utterance, read_manifest, write_manifest  # noqa: E402
+from asr.recipe import run_stages, stage_parser, torchrun_train  # noqa: E402
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-STAGES = ["text", "synth", "manifests", "tokenizer", "train", "score", "export"]
 
 
 def stage_text(args, out: Path) -> None:
@@ -110,19 +109,14 @@ def stage_tokenizer(args, out: Path) -> None:
 
 
 def stage_train(args, out: Path) -> None:
-    import subprocess
-
     utts = read_manifest(out / "dev.jsonl")
     write_manifest(out / "dev-small.jsonl", utts[: args.valid_utterances])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
-           "-m", "asr.cli", "train", str(out / "train.jsonl"), "--valid", str(out / "dev-small.jsonl"),
-           "--exp-dir", str(out / "train"), "--preset", args.preset, "--epochs", str(args.epochs),
-           "--max-minutes", str(args.train_minutes), "--batch-seconds", str(args.batch_seconds),
-           "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps), "--threads", str(args.threads),
-           "--checkpoint-every", "200", "--average-last", "3", "--valid-every-steps", str(args.valid_every),
-           "--seed", str(args.seed)]
-    print(" ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True)
+    torchrun_train(args.nproc, [
+        str(out / "train.jsonl"), "--valid", str(out / "dev-small.jsonl"), "--exp-dir", str(out / "train"),
+        "--preset", args.preset, "--epochs", str(args.epochs), "--max-minutes", str(args.train_minutes),
+        "--batch-seconds", str(args.batch_seconds), "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps),
+        "--threads", str(args.threads), "--checkpoint-every", "200", "--average-last", "3",
+        "--valid-every-steps", str(args.valid_every), "--seed", str(args.seed), *args.train_args])
 
 
 def stage_score(args, out: Path) -> None:
@@ -159,11 +153,12 @@ def stage_export(args, out: Path) -> None:
           f"asr/pretrained/default.pt", file=sys.stderr)
 
 
+STAGES = [("text", stage_text), ("synth", stage_synth), ("manifests", stage_manifests),
+          ("tokenizer", stage_tokenizer), ("train", stage_train), ("score", stage_score), ("export", stage_export)]
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("exp/offline_en"))
-    p.add_argument("--stage", type=int, default=1)
-    p.add_argument("--stop-stage", type=int, default=len(STAGES))
+    p = stage_parser(__doc__, "exp/offline_en")
     p.add_argument("--hours", type=float, default=12.0, help="hours of training speech to synthesise")
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--n-test", type=int, default=400)
@@ -181,20 +176,8 @@ def main(argv=None) -> None:
     p.add_argument("--valid-every", type=int, default=200, help="validate on dev-small every N steps")
     p.add_argument("--valid-utterances", type=int, default=100)
     p.add_argument("--beam-size", type=int, default=8)
-    p.add_argument("--force", action="store_true", help="rerun stages already marked done")
-    args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    funcs = {1: stage_text, 2: stage_synth, 3: stage_manifests, 4: stage_tokenizer, 5: stage_train,
-             6: stage_score, 7: stage_export}
-    for n in range(args.stage, args.stop_stage + 1):
-        mark = args.out / ".done" / str(n)
-        if mark.exists() and not args.force:
-            print(f"stage {n} ({STAGES[n - 1]}): done, skipped", file=sys.stderr)
-            continue
-        print(f"stage {n} ({STAGES[n - 1]})", file=sys.stderr)
-        funcs[n](args, args.out)
-        mark.parent.mkdir(exist_ok=True)
-        mark.write_text(json.dumps(vars(args), default=str))
+    p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
+    run_stages(STAGES, p.parse_args(argv))
 
 
 if __name__ == "__main__":
