@@ -30,7 +30,7 @@ from .checkpoint import (average_checkpoints, load_checkpoint, model_from_checkp
                          step_checkpoints, write_checkpoint)
 from .data import DurationBatchSampler, SpeechDataset, collate, validate_utterances
 from .decode import greedy_decode
-from .features import SpecAugment
+from .features import FRAMES_PER_SECOND, SpecAugment
 from .io import atomic_write
 from .manifest import ManifestError, Utterance, read_manifest
 from .metrics import score
@@ -67,6 +67,7 @@ class TrainConfig:
     augment: bool = True
     augment_ramp_steps: int = 1000   # waveform augmentation ramps in over these steps
     specaugment: bool = True
+    specaugment_start_step: int = 0  # SpecAugment joins at this step (let the model align first)
     sortagrad_epochs: int = 1        # first epoch goes from short to long utterances
     cmvn_utterances: int = 500
     seed: int = 0
@@ -76,6 +77,7 @@ class TrainConfig:
     average_last: int = 3
     valid_every_epochs: int = 1
     valid_every_steps: int = 0       # also validate every N steps (0 = epochs only)
+    log_every: int = 10              # steps between rows of train.csv
     threads: int = 0                 # torch threads per process; 0 = torch's default
     num_workers: int = 0
     log: str = "csv"                 # csv | tensorboard
@@ -295,7 +297,6 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg, tokenizer, train_set).to(device)
-    model.spec_augment = SpecAugment() if cfg.specaugment else None
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(sampler)
@@ -420,11 +421,14 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if run.device.type == "cuda" else nullcontext()
     bar = tqdm(total=len(run.sampler), initial=skip, desc=f"epoch {state['epoch']}", disable=not run.rank.main,
                unit="batch", dynamic_ncols=True)
-    epoch_start, data_time = time.time(), 0.0
+    epoch_start, data_time, audio_seconds = time.time(), 0.0, 0.0
     t_data = time.time()
     for batch in loader:
         data_time += time.time() - t_data
+        audio_seconds += float(batch["lengths"].sum()) / FRAMES_PER_SECOND * run.rank.world_size
         lr = lr_at(state["step"], cfg, run.total_steps, run.minutes())
+        use_specaug = cfg.specaugment and state["step"] >= cfg.specaugment_start_step
+        model.spec_augment = SpecAugment() if use_specaug else None
         for group in optimizer.param_groups:
             group["lr"] = lr
         with amp:
@@ -450,12 +454,13 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
         state["batch_in_epoch"] += 1
         state["minutes"] = run.minutes()
         bar.update(1)
-        if run.rank.main and state["step"] % 10 == 0:
+        if run.rank.main and state["step"] % cfg.log_every == 0:
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
             run.logger.log("train", {
                 "step": state["step"], "epoch": state["epoch"], "loss": round(loss_value, 4), "lr": lr,
                 "grad_norm": round(grad_norm, 3), "minutes": round(state["minutes"], 3),
                 "data_share": round(data_time / max(time.time() - epoch_start, 1e-9), 3),
+                "audio_per_second": round(audio_seconds / max(time.time() - epoch_start, 1e-9), 2),
                 "skipped_batches": state["skipped_batches"]})
         if cfg.valid_every_steps and state["step"] % cfg.valid_every_steps == 0:
             run.validate(state)

@@ -1,0 +1,240 @@
+"""Speed, memory and scale of `asr`, beside the peers a user would pick instead.
+
+    python benchmarks/run.py                      # full run -> BENCHMARKS.md (several minutes)
+    python benchmarks/run.py --quick              # seconds; what CI runs so the script cannot rot
+    python benchmarks/run.py --manifest M.jsonl   # audio (with references) for the speed/WER table
+
+Every figure is measured in this run, next to its comparison; timings are the minimum and median
+of --repeats runs. Sections: 1 transcription speed + WER (asr greedy at 1 and all threads, asr beam,
+Whisper tiny.en via faster-whisper int8, pocketsphinx), 2 frontend and decoder throughput,
+3 training throughput (1 process vs 2 DDP processes, 1 thread each), 4 long files (wall time and
+peak RSS for 1/10/60 minutes), 5 cold start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from asr.decode import BeamSearchDecoder, DecodingOptions, greedy_decode  # noqa: E402
+from asr.features import LogMel  # noqa: E402
+from asr.inference import load_model  # noqa: E402
+from asr.manifest import read_manifest  # noqa: E402
+from asr.metrics import score  # noqa: E402
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def speed_and_wer(manifest: Path, repeats: int, peers: list[str]) -> list[dict]:
+    utts = read_manifest(manifest)
+    wavs = [load_audio(u.audio_filepath) for u in utts]
+    refs = [u.text for u in utts]
+    audio = sum(w.numel() for w in wavs) / SAMPLE_RATE
+    engines = {}
+    for threads in (1, os.cpu_count() or 1):
+        for beam in (1, 8):
+            if beam > 1 and threads > 1:
+                continue
+            rec = load_model(beam_size=beam, threads=threads, device="cpu")
+            engines[f"asr {'greedy' if beam == 1 else 'beam 8'}, {threads} thread(s)"] = (rec.recognize, threads)
+    torch.set_num_threads(1)
+    import peers as peer_lib
+    for name in peers:
+        try:
+            run = peer_lib.ENGINES[name]()
+        except Exception as e:  # not installed here: say so in the table
+            engines[name] = (None, f"unavailable: {type(e).__name__}: {str(e)[:80]}")
+            continue
+        engines[{"whisper": "Whisper tiny.en (faster-whisper int8, 1 thread)",
+                 "pocketsphinx": "pocketsphinx en-us"}[name]] = (run, 1)
+    rows = []
+    for name, (fn, threads) in engines.items():
+        if fn is None:
+            rows.append({"engine": name.split(" ")[0], "note": threads})
+            continue
+        if isinstance(threads, int):
+            torch.set_num_threads(threads)
+        hyps = []
+
+        def once():
+            hyps.clear()
+            for w in wavs:
+                out = fn(w)
+                hyps.append(out if isinstance(out, str) else out.text)
+        fn(wavs[0])  # warm-up
+        best, med = timed(once, repeats)
+        rows.append({"engine": name, "rtf_min": best / audio, "rtf_median": med / audio,
+                     "wer": 100 * score(refs, hyps).wer})
+    torch.set_num_threads(1)
+    return rows, audio
+
+
+def frontend_decoder(repeats: int, seconds: float) -> list[dict]:
+    torch.set_num_threads(1)
+    wav = torch.randn(int(seconds * SAMPLE_RATE)) * 0.1
+    logmel = LogMel()
+    rec = load_model(device="cpu", threads=1)
+    lp = rec.log_probs(wav)[None]
+    lengths = torch.tensor([lp.shape[1]])
+    beam = BeamSearchDecoder(rec.tokenizer, DecodingOptions(beam_size=8))
+    rows = []
+    for name, fn in [("log-mel features", lambda: logmel(wav)),
+                     ("encoder forward (small)", lambda: rec.log_probs(wav)),
+                     ("greedy CTC decoding", lambda: greedy_decode(lp, lengths, rec.tokenizer)),
+                     ("beam search, beam 8, no LM", lambda: beam(lp, lengths))]:
+        fn()
+        best, med = timed(fn, repeats)
+        rows.append({"stage": name, "x_realtime_best": seconds / best, "x_realtime_median": seconds / med})
+    return rows
+
+
+def training_throughput(manifest: Path, steps: int, preset: str) -> list[dict]:
+    """Audio seconds per second over `steps` steps of 30 s batches per process."""
+    from asr.manifest import write_manifest
+
+    utts = read_manifest(manifest)
+    total = sum(u.duration for u in utts)
+    repeat = int(steps * 30 * 2 / total) + 2       # enough batches for both ranks
+    rows = []
+    for nproc in (1, 2):
+        with tempfile.TemporaryDirectory() as exp:
+            data = Path(exp) / "train.jsonl"
+            write_manifest(data, utts * repeat)
+            args = ["-m", "asr.cli", "train", str(data), "--exp-dir", exp, "--preset", preset,
+                    "--max-steps", str(steps), "--batch-seconds", "30", "--threads", "1", "--device", "cpu",
+                    "--checkpoint-every", "100000", "--no-augment", "--set", "cmvn_utterances=20",
+                    "--set", f"log_every={steps}", "--set", "sortagrad_epochs=0"]
+            cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+                                      if nproc == 2 else []) + args
+            subprocess.run(cmd, check=True, capture_output=True)
+            log = list(Path(exp, "train.csv").read_text().splitlines())
+            last = dict(zip(log[0].split(","), log[-1].split(",")))
+            rows.append({"processes": nproc, "audio_s_per_s": float(last["audio_per_second"]),
+                         "data_share": float(last["data_share"])})
+    base = rows[0]["audio_s_per_s"]
+    for r in rows:
+        r["speedup"] = r["audio_s_per_s"] / base
+        r["per_thread"] = r["audio_s_per_s"] / r["processes"]
+    return rows
+
+
+def make_long_file(wavs: list[np.ndarray], minutes: float, path: Path) -> None:
+    """Concatenate speech (with 0.3 s gaps) until `minutes` long, written block by block."""
+    target = int(minutes * 60 * SAMPLE_RATE)
+    gap = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16") as f:
+        n, i = 0, 0
+        while n < target:
+            piece = np.concatenate([wavs[i % len(wavs)], gap])[: target - n]
+            f.write(piece)
+            n += len(piece)
+            i += 1
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a child process."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True).stdout.split()
+    if out[2] != "0":
+        raise RuntimeError(f"{cmd} failed")
+    return float(out[0]), float(out[1]) / 1024
+
+
+def long_files(wavs: list[np.ndarray], minutes_list: list[float]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for minutes in minutes_list:
+            path = Path(d) / f"long_{minutes}.wav"
+            make_long_file(wavs, minutes, path)
+            wall, rss = run_measured([sys.executable, "-m", "asr.cli", "transcribe", str(path), "--threads", "1"])
+            rows.append({"minutes": minutes, "wall_s": wall, "peak_rss_mb": rss})
+            path.unlink()
+    base = rows[0]
+    for r in rows:
+        r["time_ratio"] = r["wall_s"] / base["wall_s"]
+    return rows
+
+
+def cold_start(wav: np.ndarray, repeats: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "three_seconds.wav"
+        sf.write(p, wav[: 3 * SAMPLE_RATE], SAMPLE_RATE)
+        rows = []
+        for name, cmd in [("python -c 'import torch, torchaudio'", [sys.executable, "-c", "import torch, torchaudio"]),
+                          ("asr transcribe (3 s file)", [sys.executable, "-m", "asr.cli", "transcribe", str(p)])]:
+            times = [run_measured(cmd)[0] for _ in range(repeats)]
+            rows.append({"command": name, "wall_min_s": min(times), "wall_median_s": statistics.median(times)})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+                     + ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run for CI")
+    p.add_argument("--manifest", type=Path, default=ROOT / "data" / "samples" / "samples.jsonl")
+    p.add_argument("--train-manifest", type=Path, default=None, help="for training throughput (default: --manifest)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--peers", default="whisper,pocketsphinx")
+    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = p.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    started = time.time()
+    sections = []
+
+    rows, audio = speed_and_wer(args.manifest, repeats, [x for x in args.peers.split(",") if x])
+    sections.append((f"1. Transcription speed and WER ({audio:.0f} s of audio from `{args.manifest.name}`, "
+                     "RTF = processing time / audio time, model loading excluded)", rows))
+    sections.append(("2. Frontend and decoder throughput (x real time, 1 thread)",
+                     frontend_decoder(repeats, 10.0 if args.quick else 60.0)))
+    train_manifest = args.train_manifest or args.manifest
+    sections.append((f"3. Training throughput, `{'tiny' if args.quick else 'small'}` preset, 1 thread per process, "
+                     f"no waveform augmentation (`{train_manifest.name}`)",
+                     training_throughput(train_manifest, 3 if args.quick else 40, "tiny" if args.quick else "small")))
+    wavs = [load_audio(u.audio_filepath).numpy() for u in read_manifest(args.manifest)]
+    sections.append(("4. Long files: `asr transcribe --threads 1`, wall time and peak RSS",
+                     long_files(wavs, [0.25, 0.5] if args.quick else [1, 10, 60])))
+    sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
+
+    versions = {m: __import__(m).__version__ for m in ("torch", "torchaudio")}
+    header = (f"# Benchmarks\n\nCommand: `python benchmarks/run.py {' '.join(sys.argv[1:])}`  \n"
+              f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, Python "
+              f"{platform.python_version()}, torch {versions['torch']}, torchaudio {versions['torchaudio']}  \n"
+              f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; run took {time.time() - started:.0f} s\n")
+    text = header + "".join(f"\n## {title}\n\n{table(rows)}\n" for title, rows in sections)
+    print(text)
+    args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
