@@ -60,10 +60,13 @@ def read_manifest(path: str | Path, require_duration: bool = False, skip_bad: bo
         raw = path.read_bytes()
     except OSError as e:
         raise ManifestError(f"{path}: cannot read manifest ({e.strerror or e})") from None
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
+    lines = raw.split(b"\n")
+    while lines and not lines[-1].strip():   # trailing newlines are fine
+        lines.pop()
+    for lineno, line in enumerate(lines, start=1):
         try:
+            if not line.strip():
+                raise ValueError("empty line")
             row = json.loads(line.decode("utf-8"))
             if not isinstance(row, dict):
                 raise ValueError("not a JSON object")

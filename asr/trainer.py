@@ -335,7 +335,9 @@ def train(cfg: TrainConfig) -> Path:
         stop = train_one_epoch(run, state)
         if valid_loader is not None and (stop or state["epoch"] % cfg.valid_every_epochs == 0):
             run.validate(state)
-    _save(run, state)
+    if not (exp_dir / f"checkpoint-{state['step']}.pt").exists():
+        _save(run, state)
+    _check_in_sync(model, rank)
     final = exp_dir / "model.pt"
     if rank.main:
         paths = step_checkpoints(exp_dir)[-cfg.average_last:]
@@ -477,7 +479,22 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
     bar.close()
     state["epoch"] += 1
     state["batch_in_epoch"] = 0
+    _save(run, state)   # epoch-end checkpoint
     return False
+
+
+def _check_in_sync(model, rank: Dist) -> None:
+    """DDP ranks must end with identical weights; compare a checksum across ranks."""
+    if rank.world_size <= 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).cpu()
+    gathered = [torch.zeros_like(checksum) for _ in range(rank.world_size)]
+    dist.all_gather(gathered, checksum)
+    values = [float(g) for g in gathered]
+    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+        raise TrainingError(f"DDP ranks ended with different weights (checksums {values})")
+    if rank.main:
+        print(f"{rank.world_size} ranks in sync (weight checksum {values[0]:.6f})", file=sys.stderr)
 
 
 def _save(run: _Run, state: dict) -> None:

@@ -24,12 +24,14 @@ def test_bad_lines_name_file_and_line(tmp_path):
                   b'not json\n'
                   b'{"audio_filepath": "b.wav", "text": "x", "duration": -1}\n'
                   b'\xff\xfe\n')
-    with pytest.raises(ManifestError, match=r"m.jsonl:3: missing key 'audio_filepath'"):
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: empty line"):
         read_manifest(m)
     errors = []
     utts = read_manifest(m, skip_bad=True, errors=errors)
     assert len(utts) == 1
-    assert [e.split(": ")[0].rsplit(":", 1)[1] for e in errors] == ["3", "4", "5", "6"]
+    assert [e.split(": ")[0].rsplit(":", 1)[1] for e in errors] == ["2", "3", "4", "5", "6"]
+    assert errors[0].endswith(":2: empty line")
+    assert errors[1].endswith(":3: missing key 'audio_filepath'")
 
 
 def test_missing_duration_when_required(tmp_path):

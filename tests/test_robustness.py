@@ -199,3 +199,12 @@ def test_output_names_cannot_escape_the_output_dir(tmp_path):
     (tmp_path / "link.txt").symlink_to("/tmp/elsewhere.txt")
     with pytest.raises(ValueError, match="outside"):
         safe_child(tmp_path, "link.txt")
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    (tmp_path / "bad.wav").write_text("nope")
+    quiet = runner.invoke(app, ["transcribe", str(tmp_path / "missing.pt")])
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.output
+    loud = subprocess.run([sys.executable, "-m", "asr.cli", "--debug", "transcribe", str(tmp_path / "bad.wav"),
+                           "--model", str(tmp_path / "missing.pt")], capture_output=True, text=True)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "CheckpointError" in loud.stderr

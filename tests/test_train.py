@@ -49,7 +49,9 @@ def test_resume_matches_uninterrupted_run(tone_corpus, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(tiny_train_config(tone_corpus, tmp_path / "cut", **kw))
     monkeypatch.setattr(asr.trainer, "compute_loss", real_loss)
-    assert [p.name for p in step_checkpoints(tmp_path / "cut")] == ["checkpoint-4.pt", "checkpoint-8.pt"]
+    # every 4 steps, plus the end of the first epoch (7 batches)
+    assert [p.name for p in step_checkpoints(tmp_path / "cut")] == ["checkpoint-4.pt", "checkpoint-7.pt",
+                                                                     "checkpoint-8.pt"]
     torch.manual_seed(123)   # a different global seed must not matter: RNG state comes from the checkpoint
     resumed = train(tiny_train_config(tone_corpus, tmp_path / "cut", **kw))
     a = load_checkpoint(tmp_path / "full" / "checkpoint-12.pt")["model"]
@@ -95,3 +97,4 @@ def test_ddp_two_cpu_processes(tone_corpus, tmp_path):
     assert len(ckpt["rng"]) == 2                     # one RNG state per rank
     assert (exp / "model.pt").exists()
     assert "2 process(es)" in out.stderr
+    assert "2 ranks in sync" in out.stderr
