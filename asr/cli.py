@@ -63,6 +63,9 @@ def transcribe_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, ... any rate or channel count)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search."),
+    lm: Optional[str] = typer.Option(None, "--lm", help="LM file for shallow fusion, or 'default'."),
+    lm_weight: float = typer.Option(0.5, "--lm-weight"),
+    word_score: float = typer.Option(0.0, "--word-score", help="Insertion bonus per token (with --lm)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     fmt: Format = typer.Option(Format.txt, "--format", "-f",
                                help="txt, json (word times and confidences), srt, vtt (subtitles), ctm (sclite)."),
@@ -79,7 +82,8 @@ def transcribe_cmd(
 
     if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
         _fail(f"--format {fmt.value} with several files needs --output-dir")
-    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads)
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
+                            lm_weight=lm_weight, word_score=word_score)
     failures: list[str] = []
 
     def on_error(path: str, reason: str) -> None:
@@ -109,6 +113,9 @@ def evaluate_cmd(
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio_filepath and text."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size"),
+    lm: Optional[str] = typer.Option(None, "--lm", help="LM file for shallow fusion, or 'default'."),
+    lm_weight: float = typer.Option(0.5, "--lm-weight"),
+    word_score: float = typer.Option(0.0, "--word-score"),
     threads: int = typer.Option(1, "--threads"),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
     device: str = typer.Option("auto", "--device"),
@@ -119,7 +126,8 @@ def evaluate_cmd(
     """
     from .inference import evaluate, load_model
 
-    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads)
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
+                            lm_weight=lm_weight, word_score=word_score)
     ev = evaluate(manifest, recognizer, report_dir=report)
     for f in ev.failures:
         typer.echo(f"error: {f}", err=True)
@@ -270,6 +278,69 @@ def align_cmd(
 
         plot_alignment(audio, tr, plot)
         typer.echo(f"wrote {plot}", err=True)
+
+
+lm_app = typer.Typer(no_args_is_help=True, help="Text language models: train, tune fusion weights.")
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("train")
+@_guard
+def lm_train_cmd(
+    text: List[Path] = typer.Argument(..., help="Text files, one sentence a line (normalised here)."),
+    tokenizer_from: Path = typer.Option(..., "--tokenizer", help="Acoustic model file (or tokenizer.pt) whose "
+                                                                 "vocabulary the LM uses."),
+    out: Path = typer.Option(Path("exp/lm/lm.pt"), "--out", "-o"),
+    valid_text: Optional[Path] = typer.Option(None, "--valid-text", help="Held-out text for perplexity."),
+    steps: int = typer.Option(2000, "--steps"),
+    embed_dim: int = typer.Option(192, "--embed-dim"),
+    hidden: int = typer.Option(512, "--hidden"),
+    layers: int = typer.Option(1, "--layers"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    threads: int = typer.Option(1, "--threads"),
+):
+    """Train an LSTM LM on text; prints the held-out perplexity."""
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .lm import LMTrainConfig, train_lm
+    from .tokenizer import Tokenizer
+
+    if tokenizer_from.name == "tokenizer.pt":
+        tok = Tokenizer.from_dict(torch.load(tokenizer_from, weights_only=True))
+    else:
+        tok = Tokenizer.from_dict(load_checkpoint(tokenizer_from)["tokenizer"])
+    cfg = LMTrainConfig(text=tuple(map(str, text)), valid_text=str(valid_text or ""), out=str(out), steps=steps,
+                        embed_dim=embed_dim, hidden=hidden, n_layers=layers, lr=lr, threads=threads)
+    path, ppl = train_lm(cfg, tok)
+    typer.echo(f"{path}: held-out perplexity {ppl:.2f}")
+
+
+@lm_app.command("tune")
+@_guard
+def lm_tune_cmd(
+    manifest: Path = typer.Argument(..., help="Dev manifest to tune on (not the test set)."),
+    lm: str = typer.Option(..., "--lm", help="LM file or 'default'."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m"),
+    beam_size: int = typer.Option(8, "--beam-size"),
+    weights: str = typer.Option("0,0.25,0.5,0.75,1.0", "--weights", help="LM weights to try (comma-separated)."),
+    word_scores: str = typer.Option("-1,0,1,2", "--word-scores", help="Insertion bonuses to try."),
+    threads: int = typer.Option(1, "--threads"),
+):
+    """Grid-search LM weight and insertion bonus on a dev set; prints a table and the best pair."""
+    from .inference import evaluate, load_model
+
+    best = None
+    typer.echo("lm_weight\tword_score\tWER")
+    for w in (float(x) for x in weights.split(",")):
+        for b in (float(x) for x in word_scores.split(",")):
+            rec = load_model(model, device="cpu", beam_size=beam_size, threads=threads, lm=lm, lm_weight=w,
+                             word_score=b)
+            wer = evaluate(manifest, rec, progress=False).result.wer
+            typer.echo(f"{w}\t{b}\t{100 * wer:.2f}")
+            if best is None or wer < best[0]:
+                best = (wer, w, b)
+    typer.echo(f"best: --lm-weight {best[1]} --word-score {best[2]} (WER {100 * best[0]:.2f})")
 
 
 def main() -> None:

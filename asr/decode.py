@@ -90,10 +90,17 @@ class BeamSearchDecoder:
         return out
 
 
+def make_decoder(tokenizer: Tokenizer, options: DecodingOptions | None = None, lm=None):
+    """A callable ``(log_probs (B, T, V), lengths) -> list[DecodingResult]``: greedy for
+    beam_size 1 without an LM, else beam search (with the LM fused when given). Build it once and
+    reuse it: making a beam decoder has a cost."""
+    options = options or DecodingOptions()
+    if options.beam_size <= 1 and lm is None:
+        return lambda log_probs, lengths: greedy_decode(log_probs, lengths, tokenizer)
+    return BeamSearchDecoder(tokenizer, options, lm)
+
+
 def decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer,
            options: DecodingOptions | None = None, lm=None) -> list[DecodingResult]:
     """Decode a batch of CTC log-probabilities (B, T, V) with the strategy `options` selects."""
-    options = options or DecodingOptions()
-    if options.beam_size <= 1 and lm is None:
-        return greedy_decode(log_probs, lengths, tokenizer)
-    return BeamSearchDecoder(tokenizer, options, lm)(log_probs, lengths)
+    return make_decoder(tokenizer, options, lm)(log_probs, lengths)

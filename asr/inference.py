@@ -19,7 +19,8 @@ from .align import Word, align_tokens, spans_to_words
 from .audio import SAMPLE_RATE, AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_utterance
-from .decode import DecodingOptions, DecodingResult, decode
+from .decode import DecodingOptions, DecodingResult, make_decoder
+from .lm import FusionLM, load_lm
 from .features import HOP_LENGTH, LogMel
 from .manifest import read_manifest
 from .metrics import WERResult, score, summary_line, write_report
@@ -61,6 +62,7 @@ class Recognizer:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer, self.options, self.lm = tokenizer, options or DecodingOptions(), lm
+        self.decoder = make_decoder(tokenizer, self.options, FusionLM(lm) if lm is not None else None)
         self.logmel = LogMel()
         self.frame_seconds = HOP_LENGTH * model.config.subsampling / SAMPLE_RATE
 
@@ -86,7 +88,7 @@ class Recognizer:
         if wav.numel() == 0:
             return DecodingResult("", [])
         lp = self.log_probs(wav)
-        return decode(lp[None], torch.tensor([lp.shape[0]]), self.tokenizer, self.options, self.lm)[0]
+        return self.decoder(lp[None], torch.tensor([lp.shape[0]]))[0]
 
     def transcribe(self, path: str | os.PathLike, words: bool = True) -> Transcript:
         """Transcribe one file of any length (read in chunks cut at quiet points); with `words`,
@@ -100,7 +102,7 @@ class Recognizer:
         texts, word_list, duration = [], [], 0.0
         for offset, chunk in chunks:
             lp = self.log_probs(chunk)
-            result = decode(lp[None], torch.tensor([lp.shape[0]]), self.tokenizer, self.options, self.lm)[0]
+            result = self.decoder(lp[None], torch.tensor([lp.shape[0]]))[0]
             if result.text:
                 texts.append(result.text)
             if words:
@@ -134,11 +136,29 @@ class Recognizer:
                 on_error(str(p), str(e))
 
 
+def default_lm_path() -> Path:
+    return default_model_path().with_name("default-lm.pt")
+
+
 def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam_size: int = 1,
-               threads: int | None = None, **options) -> Recognizer:
-    """Load a model file (default: the shipped model) ready to transcribe."""
+               threads: int | None = None, lm: str | os.PathLike | None = None, **options) -> Recognizer:
+    """Load a model file (default: the shipped model) ready to transcribe.
+
+    `lm`: a language model file for shallow fusion ("default" = the one shipped with the default
+    model); it implies beam search (beam 8 unless `beam_size` > 1). Other keyword arguments are
+    `DecodingOptions` fields (lm_weight, word_score, beam_threshold).
+    """
     set_threads(threads)
-    return Recognizer.from_file(path, device=device, options=DecodingOptions(beam_size=beam_size, **options))
+    lm_model = None
+    if lm is not None:
+        lm_path = default_lm_path() if str(lm) == "default" else Path(lm)
+        lm_model, lm_tok = load_lm(lm_path)
+        beam_size = beam_size if beam_size > 1 else 8
+    rec = Recognizer.from_file(path, device=device, options=DecodingOptions(beam_size=beam_size, **options),
+                               lm=lm_model)
+    if lm_model is not None and lm_tok.pieces != rec.tokenizer.pieces:
+        raise ValueError(f"{lm}: the LM's vocabulary differs from the acoustic model's")
+    return rec
 
 
 def transcribe(path: str | os.PathLike, model: str | os.PathLike | None = None, **kwargs) -> Transcript:
