@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError
 from .io import atomic_write
 from .text import normalize_text
 from .tokenizer import Tokenizer
@@ -134,6 +133,8 @@ def load_lm(path: str | Path) -> tuple[LSTMLM, Tokenizer]:
 
 
 def _load(path: str | Path) -> dict:
+    from .checkpoint import CheckpointError
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such LM file")

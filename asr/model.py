@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .features import N_MELS, GlobalCMVN, SpecAugment
+from .lm import LMConfig, LSTMLM
 
 
 @dataclass
@@ -29,6 +30,12 @@ class ModelConfig:
     ff_mult: int = 4
     conv_kernel: int = 15
     dropout: float = 0.1
+    # Text side: the CTC output layer's token rows ARE the LM's token embedding matrix (one
+    # tensor; blank keeps its own row) and the encoder projects into that embedding space.
+    share_embedding: bool = False
+    embed_dim: int = 192
+    lm_hidden: int = 512
+    lm_layers: int = 1
 
     def __post_init__(self):
         if self.subsampling not in (4, 8):
@@ -190,8 +197,23 @@ class CTCModel(nn.Module):
         self.config = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)
         self.encoder = Encoder(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        if cfg.share_embedding:
+            self.lm = LSTMLM(LMConfig(cfg.vocab_size, cfg.embed_dim, cfg.lm_hidden, cfg.lm_layers, cfg.dropout))
+            self.head_proj = nn.Linear(cfg.d_model, cfg.embed_dim)
+            self.blank_embedding = nn.Parameter(torch.randn(1, cfg.embed_dim) * cfg.embed_dim ** -0.5)
+            self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.spec_augment: SpecAugment | None = None   # set by the trainer; active in train mode
+
+    def output_embeddings(self) -> torch.Tensor:
+        """(V, embed_dim) CTC output rows: the blank's own row, then the LM's token embeddings."""
+        return torch.cat([self.blank_embedding, self.lm.embedding.weight[1:]], dim=0)
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.config.share_embedding:
+            return self.head_proj(hidden) @ self.output_embeddings().t() + self.head_bias
+        return self.head(hidden)
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.cmvn(feats)
@@ -202,7 +224,7 @@ class CTCModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats: (B, T, n_mels) log-mel, lengths: (B,) -> logits (B, T', vocab), lengths (B,)."""
         hidden, lengths = self.encode(feats, lengths)
-        return self.head(hidden), lengths
+        return self.head_logits(hidden), lengths
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

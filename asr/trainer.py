@@ -34,7 +34,9 @@ from .features import FRAMES_PER_SECOND, SpecAugment
 from .io import atomic_write
 from .manifest import ManifestError, Utterance, read_manifest
 from .metrics import score
+from .lm import load_lm, read_text
 from .text import normalize_text
+from .textside import distill_loss, joint_lm_loss
 from .tokenizer import Tokenizer, train_tokenizer
 
 MAX_BAD_STEPS = 20   # consecutive non-finite losses before the run stops
@@ -70,6 +72,13 @@ class TrainConfig:
     specaugment_start_step: int = 0  # SpecAugment joins at this step (let the model align first)
     sortagrad_epochs: int = 1        # first epoch goes from short to long utterances
     cmvn_utterances: int = 500
+    # Text side (needs model_overrides: {share_embedding: true}); see asr/textside.py.
+    joint_lm_weight: float = 0.0     # alpha: L = L_ctc + alpha * L_lm (transcripts + lm_text)
+    lm_text: str = ""                # text-only sentences for the joint LM loss
+    lm_text_sentences: int = 32      # text-only sentences per step
+    init_lm: str = ""                # transfer: start the shared LM (embeddings + LSTM) from this LM file
+    distill_weight: float = 0.0      # lambda: KL from the init_lm teacher along the best CTC path
+    freeze_embedding: bool = False   # keep the shared token embeddings fixed
     seed: int = 0
     skip_bad: bool = False           # drop bad manifest entries (reported) instead of stopping
     checkpoint_every: int = 500
@@ -169,14 +178,33 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int, minutes: float = 0.0) -
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def compute_loss(model, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Summed CTC loss of the batch and its utterance count (infinite losses are zeroed)."""
+def compute_loss(model, batch: dict, device: torch.device, outputs: dict | None = None) -> tuple[torch.Tensor, int]:
+    """Summed CTC loss of the batch and its utterance count (infinite losses are zeroed).
+    When `outputs` is a dict, the log-probs and output lengths are left in it."""
     feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
     logits, out_lengths = model(feats, lengths)
     log_probs = logits.float().log_softmax(-1)
     loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"].to(device), out_lengths,
                       batch["target_lengths"].to(device), blank=0, reduction="sum", zero_infinity=True)
+    if outputs is not None:
+        outputs.update(log_probs=log_probs, out_lengths=out_lengths)
     return loss, feats.shape[0]
+
+
+def text_side_loss(run: "_Run", batch: dict, outputs: dict, step: int) -> tuple[torch.Tensor, dict]:
+    """alpha * joint LM loss + lambda * distillation (both per token); zero when both are off."""
+    cfg, parts = run.cfg, {}
+    total = outputs["log_probs"].new_zeros(())
+    if cfg.joint_lm_weight:
+        loss, n = joint_lm_loss(run.model, batch, run.text_pool, cfg.lm_text_sentences,
+                                random.Random(f"{cfg.seed}-{step}"), run.device)
+        parts["lm_loss"] = loss.item() / max(n, 1)
+        total = total + cfg.joint_lm_weight * loss / max(n, 1)
+    if cfg.distill_weight:
+        loss, n = distill_loss(outputs["log_probs"], outputs["out_lengths"], batch, run.teacher, run.device)
+        parts["distill_loss"] = loss.item() / max(n, 1)
+        total = total + cfg.distill_weight * loss / max(n, 1)
+    return total, parts
 
 
 @torch.no_grad()
@@ -252,6 +280,26 @@ def _checked(utts: list[Utterance], tokenizer: Tokenizer, cfg: TrainConfig, rank
     return [u for u in utts if (u.source or u.audio_filepath) not in bad]
 
 
+def _setup_text_side(model: model_lib.CTCModel, cfg: TrainConfig, tokenizer: Tokenizer) -> None:
+    """Transfer (load the LM into the shared part) and embedding freezing; checks the config."""
+    needs_lm = cfg.joint_lm_weight or cfg.distill_weight or cfg.init_lm or cfg.freeze_embedding
+    if needs_lm and not model.config.share_embedding:
+        raise ValueError("joint_lm_weight, distill_weight, init_lm and freeze_embedding need a model with "
+                         "share_embedding (--set model_overrides.share_embedding=true)")
+    if cfg.distill_weight and not cfg.init_lm:
+        raise ValueError("distill_weight needs init_lm (the teacher LM)")
+    if cfg.init_lm and not cfg.init_from:
+        lm, lm_tok = load_lm(cfg.init_lm)
+        if lm_tok.pieces != tokenizer.pieces:
+            raise ValueError(f"{cfg.init_lm}: the LM's vocabulary differs from the acoustic model's tokenizer")
+        if lm.config.to_dict() != model.lm.config.to_dict() | {"dropout": lm.config.dropout}:
+            raise ValueError(f"{cfg.init_lm}: LM shape {lm.config} does not match the model's "
+                             f"(embed_dim/lm_hidden/lm_layers in model_overrides)")
+        model.lm.load_state_dict(lm.state_dict())
+    if cfg.freeze_embedding:
+        model.lm.embedding.weight.requires_grad_(False)
+
+
 def _build_model(cfg: TrainConfig, tokenizer: Tokenizer, train_set: SpeechDataset) -> model_lib.CTCModel:
     if cfg.init_from:
         model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
@@ -297,6 +345,7 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg, tokenizer, train_set).to(device)
+    _setup_text_side(model, cfg, tokenizer)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(sampler)
@@ -321,7 +370,10 @@ def train(cfg: TrainConfig) -> Path:
 
     ddp_model = model
     if rank.world_size > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # With a shared LM that no loss uses, its LSTM gets no gradient: let DDP allow that.
+        unused = model.config.share_embedding and not (cfg.joint_lm_weight or cfg.distill_weight)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
     logger = Logger(exp_dir, cfg.log, rank.main)
     if rank.main:
         print(f"model: {cfg.preset}, {model.num_params() / 1e6:.2f}M parameters; {len(train_utts)} training "
@@ -329,7 +381,9 @@ def train(cfg: TrainConfig) -> Path:
               file=sys.stderr)
 
     run = _Run(cfg, model, ddp_model, tokenizer, optimizer, train_set, sampler, valid_loader, total_steps,
-               device, rank, logger, exp_dir, start=time.time() - 60 * state["minutes"])  # minutes span resumes
+               device, rank, logger, exp_dir, start=time.time() - 60 * state["minutes"],  # minutes span resumes
+               text_pool=read_text([cfg.lm_text], tokenizer) if cfg.lm_text else [],
+               teacher=load_lm(cfg.init_lm)[0].to(device) if cfg.distill_weight else None)
     stop = False
     while state["epoch"] < cfg.epochs and not stop:
         stop = train_one_epoch(run, state)
@@ -371,6 +425,8 @@ class _Run:
     logger: Logger
     exp_dir: Path
     start: float
+    text_pool: list = field(default_factory=list)
+    teacher: torch.nn.Module | None = None
     last_valid_step: int = -1
 
     def minutes(self) -> float:
@@ -433,15 +489,17 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
         model.spec_augment = SpecAugment() if use_specaug else None
         for group in optimizer.param_groups:
             group["lr"] = lr
+        outputs: dict = {}
         with amp:
-            loss, count = compute_loss(run.ddp_model, batch, run.device)
+            loss, count = compute_loss(run.ddp_model, batch, run.device, outputs)
+            extra, parts = text_side_loss(run, batch, outputs, state["step"]) if count else (0.0, {})
         loss_value = loss.item() / max(count, 1)
         # A non-finite loss on any rank skips the batch on every rank (DDP needs all to step).
         (finite,) = _agree([float(math.isfinite(loss_value) and count > 0)], run.rank)
         optimizer.zero_grad(set_to_none=True)
         grad_norm = float("nan")
         if finite:
-            (loss / max(count, 1)).backward()
+            (loss / max(count, 1) + extra).backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if math.isfinite(grad_norm):
             optimizer.step()
@@ -463,7 +521,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
                 "grad_norm": round(grad_norm, 3), "minutes": round(state["minutes"], 3),
                 "data_share": round(data_time / max(time.time() - epoch_start, 1e-9), 3),
                 "audio_per_second": round(audio_seconds / max(time.time() - epoch_start, 1e-9), 2),
-                "skipped_batches": state["skipped_batches"]})
+                "skipped_batches": state["skipped_batches"], **{k: round(v, 4) for k, v in parts.items()}})
         if cfg.valid_every_steps and state["step"] % cfg.valid_every_steps == 0:
             run.validate(state)
         if state["step"] % cfg.checkpoint_every == 0:

@@ -50,3 +50,23 @@ def test_librispeech_recipe_smoke(tmp_path, capsys):
     recipe.main(args)
     err = capsys.readouterr().err
     assert all(f"stage {n} (" in err and "done, skipped" in err for n in range(1, 5))
+
+
+def test_textside_ablation_smoke(tone_corpus, tmp_path):
+    import torch
+
+    from asr.tokenizer import CharTokenizer
+
+    text = tmp_path / "lm.txt"
+    text.write_text("bad face\negg head\ncab dab\n" * 20)
+    torch.save(CharTokenizer().to_dict(), tmp_path / "tokenizer.pt")
+    recipe = load_recipe("textside")
+    recipe.main(["--out", str(tmp_path / "exp"), "--train", str(tone_corpus / "train.jsonl"),
+                 "--dev", str(tone_corpus / "valid.jsonl"), "--test", str(tone_corpus / "valid.jsonl"),
+                 "--tokenizer", str(tmp_path / "tokenizer.pt"), "--lm-text", str(text),
+                 "--lm-steps", "20", "--embed-dim", "16", "--lm-hidden", "24", "--preset", "tiny",
+                 "--minutes", "0", "--max-steps", "3", "--nproc", "1", "--batch-seconds", "8",
+                 "--train-args", "--device", "cpu", "--threads", "1", "--warmup-steps", "1"])
+    results = (tmp_path / "exp" / "RESULTS.md").read_text()
+    for variant in ("plain", "shared", "joint", "transfer", "all"):
+        assert f"| {variant} | valid | greedy |" in results and f"| {variant} | valid | beam+LM |" in results

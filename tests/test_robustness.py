@@ -142,9 +142,9 @@ def test_nan_losses_are_skipped_then_stop_the_run(tone_corpus, tmp_path, monkeyp
     real = asr.trainer.compute_loss
     calls = {"n": 0}
 
-    def sometimes_nan(*args):
+    def sometimes_nan(*args, **kwargs):
         calls["n"] += 1
-        loss, count = real(*args)
+        loss, count = real(*args, **kwargs)
         return (loss * float("nan"), count) if calls["n"] in (3, 4) or calls["n"] > 12 else (loss, count)
 
     monkeypatch.setattr(asr.trainer, "compute_loss", sometimes_nan)

@@ -38,11 +38,11 @@ def test_resume_matches_uninterrupted_run(tone_corpus, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = asr.trainer.compute_loss
 
-    def dying_loss(*args):
+    def dying_loss(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 10:
             raise KeyboardInterrupt("killed")
-        return real_loss(*args)
+        return real_loss(*args, **kwargs)
 
     monkeypatch.setattr(asr.trainer, "compute_loss", dying_loss)
     torch.manual_seed(0)
