@@ -120,23 +120,85 @@ def stage_train(args, out: Path) -> None:
 
 
 def stage_score(args, out: Path) -> None:
+    """WER per split (greedy, beam, beam + LM when OUT/lm/lm.pt exists) and pocketsphinx on
+    dev-real in the same run -> OUT/score/summary.tsv and OUT/RESULTS.md."""
+    import csv
+    import platform
+
     from asr.inference import evaluate, load_model
 
     model = out / "train" / "model.pt"
+    lm = out / "lm" / "lm.pt"
+    decodings = [("greedy", {"beam_size": 1}), (f"beam {args.beam_size}", {"beam_size": args.beam_size})]
+    if lm.exists():
+        decodings.append((f"beam {args.beam_size} + LM", {"beam_size": args.beam_size, "lm": lm,
+                                                           "lm_weight": args.lm_weight, "word_score": args.word_score}))
     rows = []
     for split in ("dev", "test-unseen", "dev-real"):
         manifest = out / f"{split}.jsonl"
         if not manifest.exists():
             continue
-        for beam in (1, args.beam_size):
-            rec = load_model(model, device="cpu", beam_size=beam, threads=1)
-            ev = evaluate(manifest, rec, report_dir=out / "score" / f"beam{beam}")
-            rows.append((split, "greedy" if beam == 1 else f"beam {beam}", ev))
-            print(f"{split} beam={beam}: {ev.summary()}", file=sys.stderr)
+        for name, kw in decodings:
+            ev = evaluate(manifest, load_model(model, device="cpu", threads=1, **kw),
+                          report_dir=out / "score" / name.replace(" ", "").replace("+", "_"))
+            rows.append((split, name, ev))
+            print(f"{split} {name}: {ev.summary()}", file=sys.stderr)
+    peer = ""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+        import peers
+        peer = peers.evaluate_engine("pocketsphinx", str(out / "dev-real.jsonl"))
+    except Exception as e:   # pocketsphinx not installed
+        peer = f"not measured ({type(e).__name__}: {e})"
+    (out / "score").mkdir(exist_ok=True)
     with open(out / "score" / "summary.tsv", "w") as f:
         f.write("split\tdecoding\tsummary\n")
         for split, dec, ev in rows:
             f.write(f"{split}\t{dec}\t{ev.summary()}\n")
+        f.write(f"dev-real\tpocketsphinx 5.1.1 en-us\t{peer}\n")
+
+    train_utts = read_manifest(out / "train.jsonl")
+    hours = sum(u.duration for u in train_utts) / 3600
+    voices = len({u.extra.get("voice") for u in train_utts})
+    state = __import__("torch").load(model, map_location="cpu", weights_only=True)
+    log = list(csv.DictReader((out / "train" / "train.csv").open()))
+    valid = list(csv.DictReader((out / "train" / "valid.csv").open()))
+    lines = ["| split | decoding | WER % | SUB | DEL | INS | RTF (1 thread) | utterances |", "|---|---|---|---|---|---|---|---|"]
+    for split, dec, ev in rows:
+        r = ev.result
+        lines.append(f"| {split} | {dec} | {100 * r.wer:.2f} | {r.sub} | {r.dele} | {r.ins} | {ev.rtf:.4f} | {len(r.utterances)} |")
+    curve = ["| training minutes | step | epoch | dev-small greedy WER % | dev-small loss |", "|---|---|---|---|---|"]
+    curve += [f"| {float(v['minutes']):.1f} | {v['step']} | {v['epoch']} | {100 * float(v['valid_wer']):.1f} | "
+              f"{float(v['valid_loss']):.1f} |" for v in valid]
+    cfg = state.get("train_config", {})
+    text = f"""# offline_en results
+
+Machine: {platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU ({platform.platform()}).
+Model: `{cfg.get('preset')}` preset, {sum(v.numel() for v in state['model'].values()) / 1e6:.2f}M parameters,
+{state['tokenizer']['kind']} vocabulary of {state['model_config']['vocab_size']} tokens; weights averaged over {', '.join(state.get('averaged', []))}.
+Training data: {len(train_utts)} utterances, {hours:.2f} h of audio, {voices} distinct voice configurations.
+Training: {log[-1]['step']} steps, {int(log[-1]['epoch']) + 1} epoch(s) started, {float(log[-1]['minutes']):.1f} minutes wall time,
+{cfg.get('batch_seconds')} s of audio per batch per process, peak LR {cfg.get('lr')}.
+
+## WER per split
+
+{chr(10).join(lines)}
+
+pocketsphinx 5.1.1 (its en-us model) on dev-real, measured in the same run: `{peer}`
+
+## Time to accuracy (dev-small, greedy, measured during training)
+
+{chr(10).join(curve)}
+
+## Commands
+
+```bash
+python recipes/offline_en/run.py --out {out}        # all stages; see README.md for the install steps
+```
+Stage arguments used: `{' '.join(sys.argv[1:])}`
+"""
+    (out / "RESULTS.md").write_text(text)
+    print(text)
 
 
 def stage_export(args, out: Path) -> None:
@@ -176,6 +238,8 @@ def main(argv=None) -> None:
     p.add_argument("--valid-every", type=int, default=200, help="validate on dev-small every N steps")
     p.add_argument("--valid-utterances", type=int, default=100)
     p.add_argument("--beam-size", type=int, default=8)
+    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument("--word-score", type=float, default=0.0)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
     run_stages(STAGES, p.parse_args(argv))
 
