@@ -12,13 +12,14 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import DictConfig
 from .io import atomic_write
 from .text import normalize_text
 from .tokenizer import Tokenizer
@@ -27,20 +28,13 @@ BOS = EOS = 0
 
 
 @dataclass
-class LMConfig:
+class LMConfig(DictConfig):
     vocab_size: int = 256
     embed_dim: int = 192       # the token embedding size (shared with the CTC head when tied)
     hidden: int = 512
     n_layers: int = 1
     dropout: float = 0.1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LMConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class LSTMLM(nn.Module):

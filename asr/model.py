@@ -8,18 +8,19 @@ attention, so an utterance gives the same output alone or padded in a batch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import DictConfig
 from .features import N_MELS, GlobalCMVN, SpecAugment
 from .lm import LMConfig, LSTMLM
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     vocab_size: int = 256
     n_mels: int = N_MELS
     subsampling: int = 4            # 4 or 8 (8 suits BPE units)
@@ -43,17 +44,9 @@ class ModelConfig:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 def tiny(**overrides) -> ModelConfig:
-    """~0.3M parameters: for tests and smoke runs."""
+    """~0.17M parameters: for tests and smoke runs."""
     return replace(ModelConfig(subsampling_channels=16, d_model=64, n_layers=2, n_heads=2, ff_mult=2,
                                conv_kernel=7), **overrides)
 
