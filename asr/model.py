@@ -31,6 +31,7 @@ class ModelConfig(DictConfig):
     ff_mult: int = 4
     conv_kernel: int = 15
     dropout: float = 0.1
+    block_final_norm: bool = False  # True: Conformer's LayerNorm at each block's end (slow to start with short warmup)
     # Text side: the CTC output layer's token rows ARE the LM's token embedding matrix (one
     # tensor; blank keeps its own row) and the encoder projects into that embedding space.
     share_embedding: bool = False
@@ -156,7 +157,7 @@ class ConformerBlock(nn.Module):
         self.attn = SelfAttention(d, cfg.n_heads, cfg.dropout)
         self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
         self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout)
-        self.norm = nn.LayerNorm(d)
+        self.norm = nn.LayerNorm(d) if cfg.block_final_norm else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -172,6 +173,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.subsampling = ConvSubsampling(cfg.n_mels, cfg.subsampling_channels, cfg.d_model, cfg.subsampling)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.n_layers))
+        # With pre-LN blocks the residual stream is normalised once, at the end.
+        self.final_norm = nn.Identity() if cfg.block_final_norm else nn.LayerNorm(cfg.d_model)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) -> (B, T', d_model)."""
@@ -179,7 +182,7 @@ class Encoder(nn.Module):
         mask = lengths_to_mask(lengths, x.shape[1])
         for block in self.blocks:
             x = block(x, mask)
-        return x * mask[..., None], lengths
+        return self.final_norm(x) * mask[..., None], lengths
 
 
 class CTCModel(nn.Module):

@@ -6,10 +6,10 @@ from asr.model import PRESETS, CTCModel, ModelConfig, tiny
 from asr.tokenizer import CharTokenizer
 
 
-@pytest.mark.parametrize("subsampling", [4, 8])
-def test_padding_invariance(subsampling):
+@pytest.mark.parametrize("subsampling,final_norm", [(4, True), (8, True), (4, False)])
+def test_padding_invariance(subsampling, final_norm):
     torch.manual_seed(0)
-    model = CTCModel(tiny(vocab_size=30, subsampling=subsampling)).eval()
+    model = CTCModel(tiny(vocab_size=30, subsampling=subsampling, block_final_norm=final_norm)).eval()
     long_, short = torch.randn(1, 203, 80), torch.randn(1, 117, 80)
     batch = torch.zeros(2, 203, 80)
     batch[0], batch[1, :117] = long_[0], short[0]
