@@ -46,6 +46,15 @@ class ModelConfig(DictConfig):
             raise ValueError("d_model / n_heads must be an even integer")
 
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        # Checkpoints from before a field existed were made with its old behaviour.
+        return super().from_dict({**LEGACY_DEFAULTS, **d})
+
+
+LEGACY_DEFAULTS = {"block_final_norm": True}
+
+
 def tiny(**overrides) -> ModelConfig:
     """~0.17M parameters: for tests and smoke runs."""
     return replace(ModelConfig(subsampling_channels=16, d_model=64, n_layers=2, n_heads=2, ff_mult=2,
