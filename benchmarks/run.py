@@ -192,6 +192,44 @@ def cold_start(wav: np.ndarray, repeats: int) -> list[dict]:
     return rows
 
 
+def exported(manifest: Path, repeats: int) -> list[dict]:
+    """The default model through ONNX Runtime, fp32 and int8 (dynamic quantisation), vs PyTorch."""
+    import onnxruntime as ort
+
+    from asr.export import export_model
+    from asr.inference import default_model_path
+
+    utts = read_manifest(manifest)
+    rec = load_model(device="cpu", threads=1)
+    feats = [rec.logmel(load_audio(u.audio_filepath)) for u in utts]
+    audio = sum(f.shape[0] for f in feats) / 100
+    refs = [u.text for u in utts]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        runners = {"PyTorch fp32": lambda f: rec.model(f[None], torch.tensor([f.shape[0]]))}
+        for name, quant in (("ONNX Runtime fp32", False), ("ONNX Runtime int8", True)):
+            path = export_model(default_model_path(), Path(d) / f"{quant}.onnx", "onnx", quantize=quant)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(path), opts)
+            runners[name] = lambda f, s=sess: [torch.from_numpy(x) for x in s.run(
+                None, {"feats": f[None].numpy(), "lengths": np.array([f.shape[0]], dtype=np.int64)})]
+        for name, run in runners.items():
+            hyps = []
+
+            def once():
+                hyps.clear()
+                with torch.inference_mode():
+                    for f in feats:
+                        lp, n = run(f)
+                        hyps.append(greedy_decode(lp.float().log_softmax(-1), n, rec.tokenizer)[0].text)
+            once()
+            best, med = timed(once, repeats)
+            rows.append({"runtime": name, "encoder_rtf_min": best / audio, "encoder_rtf_median": med / audio,
+                         "wer": 100 * score(refs, hyps).wer})
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -225,6 +263,8 @@ def main() -> None:
     sections.append(("4. Long files: `asr transcribe --threads 1`, wall time and peak RSS",
                      long_files(wavs, [0.25, 0.5] if args.quick else [1, 10, 60])))
     sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
+    sections.append(("6. Exported model (greedy, 1 thread; RTF of the model and decoding, features excluded)",
+                     exported(args.manifest, repeats)))
 
     versions = {m: __import__(m).__version__ for m in ("torch", "torchaudio")}
     header = (f"# Benchmarks\n\nCommand: `python benchmarks/run.py {' '.join(sys.argv[1:])}`  \n"
