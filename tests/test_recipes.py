@@ -39,17 +39,18 @@ def test_librispeech_recipe_smoke(tmp_path, capsys):
     recipe = load_recipe("librispeech")
     args = ["--corpus", str(tmp_path / "LibriSpeech"), "--out", str(tmp_path / "exp"), "--vocab-size", "20",
             "--preset", "tiny", "--nproc", "1", "--epochs", "1", "--batch-seconds", "5", "--warmup-steps", "1",
-            "--beam-size", "2", "--train-args", "--max-steps", "2", "--device", "cpu", "--threads", "1"]
+            "--beam-size", "2", "--lm-steps", "5", "--train-args", "--max-steps", "2", "--device", "cpu", "--threads", "1"]
     recipe.main(args)
     exp = tmp_path / "exp"
     assert (exp / "train-clean-100.jsonl").exists() and (exp / "train.jsonl").exists()
     assert (exp / "train" / "tokenizer.pt").exists() and (exp / "train" / "model.pt").exists()
     results = (exp / "RESULTS.md").read_text()
     assert "| dev-clean | greedy |" in results and "| test-clean | beam 2 |" in results
+    assert "| test-clean | beam 2 + LM |" in results and (exp / "lm" / "lm.pt").exists()
     capsys.readouterr()
     recipe.main(args)
     err = capsys.readouterr().err
-    assert all(f"stage {n} (" in err and "done, skipped" in err for n in range(1, 5))
+    assert all(f"stage {n} (" in err and "done, skipped" in err for n in range(1, 6))
 
 
 def test_textside_ablation_smoke(tone_corpus, tmp_path):

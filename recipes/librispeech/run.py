@@ -10,13 +10,15 @@ test-clean, ... unpacked under one folder) and, ideally, a GPU:
 Stages:
   1 prepare    asr.prepare.librispeech_to_manifest for every subset given in --train/--dev/--test
   2 tokenizer  sentencepiece BPE on the training transcripts
-  3 train      asr train (preset --preset, default medium) on the training subsets
-  4 score      greedy and beam WER on the dev and test subsets -> OUT/RESULTS.md
+  3 lm         LSTM LM on --lm-text (e.g. librispeech-lm-norm.txt) or, without it, the transcripts
+  4 train      asr train (preset --preset, default medium) on the training subsets
+  5 score      greedy, beam and beam + LM WER on the dev and test subsets -> OUT/RESULTS.md
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,6 +48,16 @@ def stage_tokenizer(args, out: Path) -> None:
         torch.save(tok.to_dict(), f)
 
 
+def stage_lm(args, out: Path) -> None:
+    text = args.lm_text
+    if text is None:
+        text = out / "lm-text.txt"
+        text.write_text("\n".join(u.text for u in read_manifest(out / "train.jsonl")) + "\n")
+    cmd = [sys.executable, "-m", "asr.cli", "lm", "train", str(text), "--tokenizer", str(out / "train" / "tokenizer.pt"),
+           "--out", str(out / "lm" / "lm.pt"), "--steps", str(args.lm_steps), "--threads", "0"]
+    subprocess.run(cmd, check=True)
+
+
 def stage_train(args, out: Path) -> None:
     torchrun_train(args.nproc, [
         str(out / "train.jsonl"), "--valid", str(out / f"{args.dev[0]}.jsonl"), "--exp-dir", str(out / "train"),
@@ -56,18 +68,20 @@ def stage_train(args, out: Path) -> None:
 def stage_score(args, out: Path) -> None:
     lines = ["| subset | decoding | WER % | SUB | DEL | INS | RTF | N |", "|---|---|---|---|---|---|---|---|"]
     for subset in args.dev + args.test:
-        for beam in (1, args.beam_size):
-            ev = evaluate(out / f"{subset}.jsonl", load_model(out / "train" / "model.pt", beam_size=beam),
-                          report_dir=out / "score" / f"beam{beam}", progress=True)
+        for name, kw in (("greedy", {}), (f"beam {args.beam_size}", {"beam_size": args.beam_size}),
+                         (f"beam {args.beam_size} + LM", {"beam_size": args.beam_size, "lm": out / "lm" / "lm.pt"})):
+            ev = evaluate(out / f"{subset}.jsonl", load_model(out / "train" / "model.pt", **kw),
+                          report_dir=out / "score" / name.replace(" ", "").replace("+", "_"), progress=True)
             r = ev.result
-            lines.append(f"| {subset} | {'greedy' if beam == 1 else f'beam {beam}'} | {100 * r.wer:.2f} | {r.sub} | "
+            lines.append(f"| {subset} | {name} | {100 * r.wer:.2f} | {r.sub} | "
                          f"{r.dele} | {r.ins} | {ev.rtf:.4f} | {len(r.utterances)} |")
-            print(f"{subset} beam={beam}: {ev.summary()}", file=sys.stderr)
+            print(f"{subset} {name}: {ev.summary()}", file=sys.stderr)
     with atomic_write(out / "RESULTS.md") as f:
         f.write("# LibriSpeech results\n\nCommand: `" + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
 
 
-STAGES = [("prepare", stage_prepare), ("tokenizer", stage_tokenizer), ("train", stage_train), ("score", stage_score)]
+STAGES = [("prepare", stage_prepare), ("tokenizer", stage_tokenizer), ("lm", stage_lm), ("train", stage_train),
+          ("score", stage_score)]
 
 
 def main(argv=None) -> None:
@@ -84,6 +98,8 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-steps", type=int, default=5000)
     p.add_argument("--beam-size", type=int, default=8)
+    p.add_argument("--lm-text", type=Path, default=None, help="LM training text (default: the transcripts)")
+    p.add_argument("--lm-steps", type=int, default=3000)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
                    help="extra `asr train` options (last on the line), e.g. --set keep_last=10")
     run_stages(STAGES, p.parse_args(argv))
