@@ -29,12 +29,14 @@ def _guard(fn):
         from .audio import AudioError
         from .checkpoint import CheckpointError
         from .manifest import ManifestError
+        from .distributed import OutOfSyncError
         from .prepare import PrepareError
         from .trainer import TrainingError
 
         try:
             return fn(*args, **kwargs)
-        except (AudioError, CheckpointError, ManifestError, PrepareError, TrainingError, ValueError, OSError) as e:
+        except (AudioError, CheckpointError, ManifestError, PrepareError, TrainingError, OutOfSyncError, ValueError,
+                OSError) as e:
             if _DEBUG:
                 raise
             _fail(str(e))

@@ -8,7 +8,6 @@ or under ``torchrun --nproc_per_node N`` (DistributedDataParallel: gloo on CPU, 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import random
@@ -31,10 +30,11 @@ from .checkpoint import (average_checkpoints, load_checkpoint, model_from_checkp
 from .data import DurationBatchSampler, SpeechDataset, collate, validate_utterances
 from .decode import greedy_decode
 from .features import FRAMES_PER_SECOND, SpecAugment
+from .distributed import Dist, agree, check_in_sync, pick_device, setup_distributed
 from .io import atomic_write
+from .lm import load_lm, read_text
 from .manifest import ManifestError, Utterance, read_manifest
 from .metrics import score
-from .lm import load_lm, read_text
 from .text import normalize_text
 from .textside import distill_loss, joint_lm_loss
 from .tokenizer import Tokenizer, train_tokenizer
@@ -134,33 +134,6 @@ class TrainConfig:
         import yaml
 
         return yaml.safe_dump(asdict(self), sort_keys=False)
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> Dist:
-    """Join the process group that torchrun describes in the environment (if any)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
 
 
 def lr_at(step: int, cfg: TrainConfig, total_steps: int, minutes: float = 0.0) -> float:
@@ -391,7 +364,7 @@ def train(cfg: TrainConfig) -> Path:
             run.validate(state)
     if not (exp_dir / f"checkpoint-{state['step']}.pt").exists():
         _save(run, state)
-    _check_in_sync(model, rank)
+    check_in_sync(model, rank)
     final = exp_dir / "model.pt"
     if rank.main:
         paths = step_checkpoints(exp_dir)[-cfg.average_last:]
@@ -459,14 +432,6 @@ class _SkipBatches:
         return len(self.sampler) - self.skip
 
 
-def _agree(flags: list[float], rank: Dist, op=None) -> list[float]:
-    """Reduce small flags over DDP ranks (MIN by default), so that every rank takes the same branch."""
-    t = torch.tensor(flags, dtype=torch.float64)
-    if rank.world_size > 1:
-        dist.all_reduce(t, op=op or dist.ReduceOp.MIN)
-    return t.tolist()
-
-
 def train_one_epoch(run: _Run, state: dict) -> bool:
     """One pass over this rank's batches (skipping those a resumed run already did); returns
     True when training must stop (max_steps or max_minutes reached)."""
@@ -495,7 +460,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
             extra, parts = text_side_loss(run, batch, outputs, state["step"]) if count else (0.0, {})
         loss_value = loss.item() / max(count, 1)
         # A non-finite loss on any rank skips the batch on every rank (DDP needs all to step).
-        (finite,) = _agree([float(math.isfinite(loss_value) and count > 0)], run.rank)
+        (finite,) = agree([float(math.isfinite(loss_value) and count > 0)], run.rank)
         optimizer.zero_grad(set_to_none=True)
         grad_norm = float("nan")
         if finite:
@@ -527,7 +492,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
         if state["step"] % cfg.checkpoint_every == 0:
             _save(run, state)
         # Time limits are per process; agree so that all ranks stop at the same step.
-        (stop,) = _agree([float(bool(cfg.max_steps and state["step"] >= cfg.max_steps)
+        (stop,) = agree([float(bool(cfg.max_steps and state["step"] >= cfg.max_steps)
                                 or bool(cfg.max_minutes and state["minutes"] >= cfg.max_minutes))], run.rank,
                          dist.ReduceOp.MAX if run.rank.world_size > 1 else None)
         if stop:
@@ -539,20 +504,6 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
     state["batch_in_epoch"] = 0
     _save(run, state)   # epoch-end checkpoint
     return False
-
-
-def _check_in_sync(model, rank: Dist) -> None:
-    """DDP ranks must end with identical weights; compare a checksum across ranks."""
-    if rank.world_size <= 1:
-        return
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).cpu()
-    gathered = [torch.zeros_like(checksum) for _ in range(rank.world_size)]
-    dist.all_gather(gathered, checksum)
-    values = [float(g) for g in gathered]
-    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
-        raise TrainingError(f"DDP ranks ended with different weights (checksums {values})")
-    if rank.main:
-        print(f"{rank.world_size} ranks in sync (weight checksum {values[0]:.6f})", file=sys.stderr)
 
 
 def _save(run: _Run, state: dict) -> None:

@@ -14,7 +14,6 @@ peak RSS for 1/10/60 minutes), 5 cold start.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -7,11 +7,10 @@ import torch
 from typer.testing import CliRunner
 
 import asr
-from asr.checkpoint import load_checkpoint
 from asr.cli import app
 from asr.decode import BeamSearchDecoder, DecodingOptions
 from asr.lm import FusionLM, LMConfig, LSTMLM, LMTrainConfig, load_lm, perplexity, read_text, train_lm
-from asr.tokenizer import CharTokenizer, Tokenizer
+from asr.tokenizer import CharTokenizer
 
 runner = CliRunner()
 

