@@ -202,14 +202,16 @@ Stage arguments used: `{' '.join(sys.argv[1:])}`
 
 
 def stage_export(args, out: Path) -> None:
-    """Strip the model file to what inference needs (weights, config, tokenizer, provenance)."""
+    """Strip the model file to what inference needs (weights, config, tokenizer, provenance);
+    weight matrices are stored as float16 to halve the file (loading casts them back to float32)."""
     import torch
 
     from asr.checkpoint import load_checkpoint, write_checkpoint
 
     state = load_checkpoint(out / "train" / "model.pt")
     keep = {k: state[k] for k in ("format", "model_config", "model", "tokenizer", "train_config", "averaged") if k in state}
-    keep["model"] = {k: v.to(torch.float32) for k, v in keep["model"].items()}
+    keep["model"] = {k: v.half() if v.is_floating_point() and v.numel() > 4096 else v
+                     for k, v in keep["model"].items()}
     write_checkpoint(out / "export" / "model.pt", keep)
     print(f"exported {out / 'export' / 'model.pt'}; ship it with: cp {out / 'export' / 'model.pt'} "
           f"asr/pretrained/default.pt", file=sys.stderr)
