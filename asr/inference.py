@@ -41,6 +41,7 @@ class Transcript:
     duration: float
     words: list[Word] = field(default_factory=list)   # start/end from CTC forced alignment
     processing_time: float = 0.0
+    tokens: list[tuple[str, float, float]] = field(default_factory=list)   # (piece, start, end), from `align`
 
     def to_dict(self) -> dict:
         return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
@@ -121,8 +122,12 @@ class Recognizer:
         if len(tokens) > lp.shape[0]:
             raise ValueError(f"{path}: the transcript has more tokens ({len(tokens)}) than the audio has frames "
                              f"({lp.shape[0]}); is it the right text?")
-        word_list = spans_to_words(align_tokens(lp, tokens), self.tokenizer, self.frame_seconds)
-        return Transcript(str(path), normalized, wav.numel() / SAMPLE_RATE, word_list, time.perf_counter() - start)
+        spans = align_tokens(lp, tokens)
+        word_list = spans_to_words(spans, self.tokenizer, self.frame_seconds)
+        token_times = [(self.tokenizer.pieces[sp.token], sp.start * self.frame_seconds, sp.end * self.frame_seconds)
+                       for sp in spans]
+        return Transcript(str(path), normalized, wav.numel() / SAMPLE_RATE, word_list, time.perf_counter() - start,
+                          token_times)
 
     def transcribe_many(self, paths: Iterable[str | os.PathLike],
                         on_error: Callable[[str, str], None] | None = None) -> Iterable[Transcript]:

@@ -17,7 +17,7 @@ def _plt():
 
 
 def plot_alignment(audio, transcript, out: str | Path) -> None:
-    """Waveform with word boundaries and labels."""
+    """Waveform with word spans (shaded by confidence, labelled) and token boundaries (ticks)."""
     from .audio import SAMPLE_RATE, load_audio
 
     plt = _plt()
@@ -28,6 +28,10 @@ def plot_alignment(audio, transcript, out: str | Path) -> None:
     for w in transcript.words:
         ax.axvspan(w.start, w.end, alpha=0.15 + 0.25 * w.confidence, color="tab:blue")
         ax.text((w.start + w.end) / 2, 0.9 * max(abs(wav).max(), 1e-3), w.word, ha="center", fontsize=8)
+    top = max(abs(wav).max(), 1e-3)
+    for piece, start, _ in transcript.tokens:
+        ax.axvline(start, color="tab:red", linewidth=0.5, alpha=0.6)
+        ax.text(start, -0.95 * top, piece.replace("\u2581", "_"), fontsize=6, rotation=90, va="bottom")
     ax.set_xlabel("seconds")
     ax.set_yticks([])
     fig.tight_layout()
