@@ -199,7 +199,12 @@ def train_lm(cfg: LMTrainConfig, tokenizer: Tokenizer) -> tuple[Path, float]:
 
 class FusionLM:
     """Adapter for torchaudio's `ctc_decoder(lm=...)`: scores each emitted token with the LSTM LM
-    (natural-log probabilities; the decoder multiplies them by `lm_weight`)."""
+    (natural-log probabilities; the decoder multiplies them by `lm_weight`).
+
+    Scoring token t after a prefix needs only the prefix's next-token distribution, so a new
+    child state is created without running the LSTM; its own LSTM step runs only if the beam
+    later extends it (most candidates are pruned first).
+    """
 
     def __new__(cls, lm: LSTMLM):
         from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
@@ -208,29 +213,35 @@ class FusionLM:
             def __init__(self, model: LSTMLM):
                 CTCDecoderLM.__init__(self)
                 self.model = model.eval()
-                self.cache: dict = {}
+                self.ready: dict = {}     # state -> (lstm state, next-token log-probs)
+                self.pending: dict = {}   # state -> (parent state, token) not run through the LSTM yet
 
             @torch.no_grad()
-            def _advance(self, token: int, state):
-                h, new_state = self.model.hidden_states(torch.tensor([[token]]), state)
-                logp = self.model.logits_from_states(h[0, -1]).log_softmax(-1)
-                return new_state, logp
+            def _advance(self, token: int, lstm_state):
+                h, new_state = self.model.hidden_states(torch.tensor([[token]]), lstm_state)
+                return new_state, self.model.logits_from_states(h[0, -1]).log_softmax(-1).tolist()
+
+            def _resolve(self, state):
+                if state not in self.ready:
+                    parent, token = self.pending.pop(state)
+                    self.ready[state] = self._advance(token, self._resolve(parent)[0])
+                return self.ready[state]
 
             def start(self, start_with_nothing: bool):
-                self.cache.clear()
+                self.ready.clear()
+                self.pending.clear()
                 root = CTCDecoderLMState()
-                self.cache[root] = self._advance(BOS, None)
+                self.ready[root] = self._advance(BOS, None)
                 return root
 
             def score(self, state, usr_token_idx: int):
                 child = state.child(usr_token_idx)
-                lstm_state, logp = self.cache[state]
-                if child not in self.cache:
-                    self.cache[child] = self._advance(usr_token_idx, lstm_state)
-                return child, float(logp[usr_token_idx])
+                logp = self._resolve(state)[1]
+                if child not in self.ready and child not in self.pending:
+                    self.pending[child] = (state, usr_token_idx)
+                return child, logp[usr_token_idx]
 
             def finish(self, state):
-                _, logp = self.cache[state]
-                return state, float(logp[EOS])
+                return state, self._resolve(state)[1][EOS]
 
         return _Fusion(lm)
