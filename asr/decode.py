@@ -59,18 +59,24 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
 class BeamSearchDecoder:
     """Lexicon-free beam search over tokens, optionally with a language model.
 
-    `lm` is a torchaudio `CTCDecoderLM` (see `asr.lm`), fused with weight `lm_weight`.
+    `lm` is an `asr.lm.LSTMLM` (or any torchaudio `CTCDecoderLM`), fused with weight `lm_weight`;
+    `word_score` is then added per emitted token (an insertion bonus against the LM's deletions).
     """
 
     def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None):
-        from torchaudio.models.decoder import ctc_decoder
+        from torchaudio.models.decoder import CTCDecoderLM, ctc_decoder
+
+        if lm is not None and not isinstance(lm, CTCDecoderLM):
+            from .lm import FusionLM
+            bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
+            lm = FusionLM(lm, token_bonus=bonus)
 
         self.tokenizer, self.options = tokenizer, options
         self.decoder = ctc_decoder(
             lexicon=None, tokens=list(tokenizer.pieces), lm=lm, nbest=1, beam_size=options.beam_size,
             beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
             beam_threshold=options.beam_threshold, lm_weight=options.lm_weight if lm is not None else 0.0,
-            word_score=options.word_score, sil_score=0.0, log_add=True,
+            word_score=0.0, sil_score=0.0, log_add=True,
             blank_token=tokenizer.pieces[0], sil_token=tokenizer.pieces[0], unk_word=tokenizer.pieces[1])
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:

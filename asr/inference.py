@@ -20,7 +20,7 @@ from .audio import SAMPLE_RATE, AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_utterance
 from .decode import DecodingOptions, DecodingResult, make_decoder
-from .lm import FusionLM, load_lm
+from .lm import load_lm
 from .features import HOP_LENGTH, LogMel
 from .manifest import read_manifest
 from .metrics import WERResult, score, summary_line, write_report
@@ -63,7 +63,7 @@ class Recognizer:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer, self.options, self.lm = tokenizer, options or DecodingOptions(), lm
-        self.decoder = make_decoder(tokenizer, self.options, FusionLM(lm) if lm is not None else None)
+        self.decoder = make_decoder(tokenizer, self.options, lm)
         self.logmel = LogMel()
         self.frame_seconds = HOP_LENGTH * model.config.subsampling / SAMPLE_RATE
 

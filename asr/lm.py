@@ -199,20 +199,23 @@ def train_lm(cfg: LMTrainConfig, tokenizer: Tokenizer) -> tuple[Path, float]:
 
 class FusionLM:
     """Adapter for torchaudio's `ctc_decoder(lm=...)`: scores each emitted token with the LSTM LM
-    (natural-log probabilities; the decoder multiplies them by `lm_weight`).
+    (natural-log probabilities; the decoder multiplies them by `lm_weight`). `token_bonus` is added
+    to every token's score: flashlight's lexicon-free search has no per-token insertion bonus of
+    its own, so `BeamSearchDecoder` passes word_score / lm_weight here.
 
     Scoring token t after a prefix needs only the prefix's next-token distribution, so a new
     child state is created without running the LSTM; its own LSTM step runs only if the beam
     later extends it (most candidates are pruned first).
     """
 
-    def __new__(cls, lm: LSTMLM):
+    def __new__(cls, lm: LSTMLM, token_bonus: float = 0.0):
         from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
         class _Fusion(CTCDecoderLM):
             def __init__(self, model: LSTMLM):
                 CTCDecoderLM.__init__(self)
                 self.model = model.eval()
+                self.bonus = token_bonus
                 self.ready: dict = {}     # state -> (lstm state, next-token log-probs)
                 self.pending: dict = {}   # state -> (parent state, token) not run through the LSTM yet
 
@@ -239,7 +242,7 @@ class FusionLM:
                 logp = self._resolve(state)[1]
                 if child not in self.ready and child not in self.pending:
                     self.pending[child] = (state, usr_token_idx)
-                return child, logp[usr_token_idx]
+                return child, logp[usr_token_idx] + self.bonus
 
             def finish(self, state):
                 return state, self._resolve(state)[1][EOS]

@@ -241,7 +241,7 @@ def main(argv=None) -> None:
     p.add_argument("--valid-utterances", type=int, default=100)
     p.add_argument("--beam-size", type=int, default=8)
     p.add_argument("--lm-weight", type=float, default=0.5)
-    p.add_argument("--word-score", type=float, default=0.0)
+    p.add_argument("--word-score", type=float, default=1.5)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
     run_stages(STAGES, p.parse_args(argv))
 

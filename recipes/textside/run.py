@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     p.add_argument("--alpha", type=float, default=0.3, help="joint LM loss weight")
     p.add_argument("--lam", type=float, default=0.5, help="distillation weight")
     p.add_argument("--lm-weight", type=float, default=0.5)
-    p.add_argument("--word-score", type=float, default=0.0)
+    p.add_argument("--word-score", type=float, default=1.5)
     p.add_argument("--preset", default="small")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per run (0: use --max-steps)")
