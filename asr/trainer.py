@@ -445,13 +445,14 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
     bar = tqdm(total=len(run.sampler), initial=skip, desc=f"epoch {state['epoch']}", disable=not run.rank.main,
                unit="batch", dynamic_ncols=True)
     epoch_start, data_time, audio_seconds = time.time(), 0.0, 0.0
+    specaug = SpecAugment()
     t_data = time.time()
     for batch in loader:
         data_time += time.time() - t_data
         audio_seconds += float(batch["lengths"].sum()) / FRAMES_PER_SECOND * run.rank.world_size
         lr = lr_at(state["step"], cfg, run.total_steps, run.minutes())
         use_specaug = cfg.specaugment and state["step"] >= cfg.specaugment_start_step
-        model.spec_augment = SpecAugment() if use_specaug else None
+        model.spec_augment = specaug if use_specaug else None
         for group in optimizer.param_groups:
             group["lr"] = lr
         outputs: dict = {}
