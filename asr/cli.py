@@ -36,7 +36,7 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except (AudioError, CheckpointError, ManifestError, PrepareError, TrainingError, OutOfSyncError, ValueError,
-                OSError) as e:
+                ImportError, OSError) as e:
             if _DEBUG:
                 raise
             _fail(str(e))
@@ -49,6 +49,14 @@ def _guard(fn):
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
     global _DEBUG
     _DEBUG = debug
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+RUNTIME_HELP = "torch, or onnx (ONNX Runtime on the CPU, faster; exported once into ~/.cache/asr)."
 
 
 class Format(str, Enum):
@@ -74,6 +82,7 @@ def transcribe_cmd(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
                                               help="Write <name>.<format> per input file here instead of stdout."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help=RUNTIME_HELP),
 ):
     """Transcribe audio files; transcripts go to stdout (or --output-dir), progress and errors to stderr."""
     from tqdm import tqdm
@@ -85,7 +94,7 @@ def transcribe_cmd(
     if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
         _fail(f"--format {fmt.value} with several files needs --output-dir")
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
-                            lm_weight=lm_weight, word_score=word_score)
+                            lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
     failures: list[str] = []
 
     def on_error(path: str, reason: str) -> None:
@@ -121,6 +130,7 @@ def evaluate_cmd(
     threads: int = typer.Option(1, "--threads"),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
     device: str = typer.Option("auto", "--device"),
+    runtime: Runtime = typer.Option(Runtime.torch, "--runtime", help=RUNTIME_HELP),
 ):
     """Score a manifest: WER (after text normalisation) and real-time factor.
 
@@ -129,7 +139,7 @@ def evaluate_cmd(
     from .inference import evaluate, load_model
 
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
-                            lm_weight=lm_weight, word_score=word_score)
+                            lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
     ev = evaluate(manifest, recognizer, report_dir=report)
     for f in ev.failures:
         typer.echo(f"error: {f}", err=True)

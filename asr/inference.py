@@ -62,26 +62,36 @@ class Recognizer:
                  lm=None, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.encoder = self.model       # or an `OnnxEncoder` (same call), see `from_file(runtime=...)`
         self.tokenizer, self.options, self.lm = tokenizer, options or DecodingOptions(), lm
         self.decoder = make_decoder(tokenizer, self.options, lm)
         self.logmel = LogMel()
         self.frame_seconds = HOP_LENGTH * model.config.subsampling / SAMPLE_RATE
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike | None = None, device: str = "auto", **kwargs) -> "Recognizer":
+    def from_file(cls, path: str | os.PathLike | None = None, device: str = "auto", runtime: str = "torch",
+                  threads: int | None = None, **kwargs) -> "Recognizer":
+        """`runtime`: "torch", or "onnx" (ONNX Runtime on the CPU with `threads` threads; the
+        checkpoint is exported once into `asr.export.cache_dir()`)."""
         path = Path(path) if path else default_model_path()
         if path.is_dir():
             path = path / "model.pt"
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be torch or onnx, not {runtime!r}")
         model, tokenizer = model_from_checkpoint(load_checkpoint(path))
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(model, tokenizer, device=device, **kwargs)
+            device = "cuda" if torch.cuda.is_available() and runtime == "torch" else "cpu"
+        rec = cls(model, tokenizer, device=device, **kwargs)
+        if runtime == "onnx":
+            from .export import OnnxEncoder, cached_onnx
+            rec.encoder = OnnxEncoder(cached_onnx(path), threads)
+        return rec
 
     @torch.inference_mode()
     def log_probs(self, wav: torch.Tensor) -> torch.Tensor:
         """(T', V) CTC log-probabilities of one mono 16 kHz waveform."""
         feats = self.logmel(wav)
-        logits, _ = self.model(feats[None].to(self.device), torch.tensor([feats.shape[0]], device=self.device))
+        logits, _ = self.encoder(feats[None].to(self.device), torch.tensor([feats.shape[0]], device=self.device))
         return logits[0].float().log_softmax(-1).cpu()
 
     def recognize(self, wav: torch.Tensor) -> DecodingResult:
@@ -146,12 +156,14 @@ def default_lm_path() -> Path:
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam_size: int = 1,
-               threads: int | None = None, lm: str | os.PathLike | None = None, **options) -> Recognizer:
+               threads: int | None = None, lm: str | os.PathLike | None = None, runtime: str = "torch",
+               **options) -> Recognizer:
     """Load a model file (default: the shipped model) ready to transcribe.
 
     `lm`: a language model file for shallow fusion ("default" = the one shipped with the default
     model); it implies beam search (beam 8 unless `beam_size` > 1). Other keyword arguments are
-    `DecodingOptions` fields (lm_weight, word_score, beam_threshold).
+    `DecodingOptions` fields (lm_weight, word_score, beam_threshold). `runtime="onnx"` runs the
+    acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
     """
     set_threads(threads)
     lm_model = None
@@ -159,8 +171,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
         lm_path = default_lm_path() if str(lm) == "default" else Path(lm)
         lm_model, lm_tok = load_lm(lm_path)
         beam_size = beam_size if beam_size > 1 else 8
-    rec = Recognizer.from_file(path, device=device, options=DecodingOptions(beam_size=beam_size, **options),
-                               lm=lm_model)
+    rec = Recognizer.from_file(path, device=device, runtime=runtime, threads=threads,
+                               options=DecodingOptions(beam_size=beam_size, **options), lm=lm_model)
     if lm_model is not None and lm_tok.pieces != rec.tokenizer.pieces:
         raise ValueError(f"{lm}: the LM's vocabulary differs from the acoustic model's")
     return rec

@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,12 +42,47 @@ def run_stages(stages: Sequence[tuple[str, Callable]], args: argparse.Namespace)
         mark.write_text(json.dumps(vars(args), default=str))
 
 
-def torchrun_train(nproc: int, cli_args: list[str]) -> None:
-    """Run ``asr train`` with `nproc` processes (plain single process when nproc == 1)."""
+def train_command(nproc: int, cli_args: list[str]) -> list[str]:
+    """The ``asr train`` command line for `nproc` processes (plain single process when nproc == 1)."""
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     else:
         cmd = [sys.executable]
-    cmd += ["-m", "asr.cli", "train", *cli_args]
+    return cmd + ["-m", "asr.cli", "train", *cli_args]
+
+
+def torchrun_train(nproc: int, cli_args: list[str]) -> None:
+    """Run ``asr train`` with `nproc` processes and wait for it."""
+    cmd = train_command(nproc, cli_args)
     print(" ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)
+
+
+def run_parallel(jobs: Sequence[tuple[list[str], Path]], parallel: int) -> list[float]:
+    """Run commands, at most `parallel` at a time, each logging to its own file; returns each job's
+    wall minutes (in job order) and raises if any failed."""
+    pending, running, failed = list(enumerate(jobs)), [], []
+    minutes = [0.0] * len(jobs)
+    while pending or running:
+        while pending and len(running) < parallel:
+            i, (cmd, log) = pending.pop(0)
+            if parallel == 1:   # one at a time: output (progress bars) goes to the terminal
+                print(" ".join(cmd), file=sys.stderr)
+                running.append((subprocess.Popen(cmd), cmd, "the output above", i, time.time()))
+                continue
+            print(" ".join(cmd) + f"  > {log}", file=sys.stderr)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as f:
+                running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), cmd, log, i, time.time()))
+        done = [r for r in running if r[0].poll() is not None]
+        for r in done:
+            running.remove(r)
+            minutes[r[3]] = (time.time() - r[4]) / 60
+            if r[0].returncode:
+                failed.append(r)
+                print(f"error: exit {r[0].returncode}, see {r[2]}", file=sys.stderr)
+        if not done:
+            time.sleep(1)
+    if failed:
+        raise subprocess.CalledProcessError(failed[0][0].returncode, failed[0][1])
+    return minutes

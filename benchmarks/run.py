@@ -53,12 +53,13 @@ def speed_and_wer(manifest: Path, repeats: int, peers: list[str]) -> list[dict]:
     refs = [u.text for u in utts]
     audio = sum(w.numel() for w in wavs) / SAMPLE_RATE
     engines = {}
-    for threads in (1, os.cpu_count() or 1):
-        for beam in (1, 8):
-            if beam > 1 and threads > 1:
-                continue
-            rec = load_model(beam_size=beam, threads=threads, device="cpu")
-            engines[f"asr {'greedy' if beam == 1 else 'beam 8'}, {threads} thread(s)"] = (rec.recognize, threads)
+    for name, kw in [("asr greedy, 1 thread", dict(threads=1)),
+                     (f"asr greedy, {os.cpu_count()} threads", dict(threads=os.cpu_count())),
+                     ("asr greedy, 1 thread, --runtime onnx", dict(threads=1, runtime="onnx")),
+                     ("asr beam 8 + LM, 1 thread", dict(threads=1, lm="default")),
+                     ("asr beam 8 + LM, 1 thread, --runtime onnx", dict(threads=1, lm="default", runtime="onnx"))]:
+        rec = load_model(device="cpu", **kw)
+        engines[name] = (rec.recognize, kw["threads"])
     torch.set_num_threads(1)
     import peers as peer_lib
     for name in peers:
@@ -87,6 +88,10 @@ def speed_and_wer(manifest: Path, repeats: int, peers: list[str]) -> list[dict]:
         best, med = timed(once, repeats)
         rows.append({"engine": name, "rtf_min": best / audio, "rtf_median": med / audio,
                      "wer": 100 * score(refs, hyps).wer})
+    whisper = [r for r in rows if r["engine"].startswith("Whisper") and "rtf_median" in r]
+    for r in rows:      # speed relative to Whisper tiny.en in this same run (median over median)
+        if whisper and "rtf_median" in r:
+            r["x_faster_than_whisper"] = whisper[0]["rtf_median"] / r["rtf_median"]
     torch.set_num_threads(1)
     return rows, audio
 

@@ -55,6 +55,26 @@ def test_onnx_and_torchscript_match_pytorch(tiny_model, tmp_path):
     assert lpq.shape == lp.shape
 
 
+def test_onnx_runtime_transcribes_like_torch(tiny_model, tmp_path, monkeypatch):
+    from asr.inference import load_model
+
+    monkeypatch.setenv("ASR_CACHE_DIR", str(tmp_path / "cache"))
+    wav = tmp_path / "x.wav"
+    sf.write(wav, tone_speech("head each cab", seed=3), 16000)
+    expected = load_model(tiny_model, device="cpu").transcribe(wav)
+    onnx = load_model(tiny_model, runtime="onnx", threads=1).transcribe(wav)
+    assert onnx.text == expected.text == "head each cab"
+    assert [w.word for w in onnx.words] == [w.word for w in expected.words]
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    res = runner.invoke(app, ["transcribe", str(wav), "--model", str(tiny_model), "--runtime", "onnx"])
+    assert res.exit_code == 0 and res.stdout.strip() == "head each cab", res.output
+    assert cached[0].stat().st_mtime_ns == stamp            # exported once, then reused
+    res = runner.invoke(app, ["transcribe", str(wav), "--model", str(tiny_model), "--runtime", "tf"])
+    assert res.exit_code != 0
+
+
 def test_yaml_config_precedence(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("train_manifest: a.jsonl\nlr: 0.005\nepochs: 7\nmodel_overrides: {d_model: 96}\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from asr.manifest import read_manifest
 from conftest import tone_speech
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +72,19 @@ def test_textside_ablation_smoke(tone_corpus, tmp_path):
     results = (tmp_path / "exp" / "RESULTS.md").read_text()
     for variant in ("plain", "shared", "joint", "transfer", "all"):
         assert f"| {variant} | valid | greedy |" in results and f"| {variant} | valid | beam+LM |" in results
+
+    # Reusing that LM, two runs side by side, a second seed for `plain` only, first 2 test utterances.
+    recipe.main(["--out", str(tmp_path / "exp2"), "--train", str(tone_corpus / "train.jsonl"),
+                 "--dev", str(tone_corpus / "valid.jsonl"), "--test", str(tone_corpus / "valid.jsonl"),
+                 "--tokenizer", str(tmp_path / "tokenizer.pt"), "--lm-text", str(text),
+                 "--lm", str(tmp_path / "exp" / "lm" / "lm.pt"), "--preset", "tiny", "--parallel", "2",
+                 "--repeat-seeds", "1", "--repeat-variants", "plain", "--max-test-utterances", "2",
+                 "--minutes", "0", "--max-steps", "2", "--nproc", "1", "--batch-seconds", "8",
+                 "--train-args", "--device", "cpu", "--threads", "1", "--warmup-steps", "1"])
+    results = (tmp_path / "exp2" / "RESULTS.md").read_text()
+    plain = [line for line in results.splitlines() if line.startswith("| plain | valid | greedy |")]
+    assert len(plain) == 1 and plain[0].split("|")[5].count("/") == 1       # two seeds
+    shared = [line for line in results.splitlines() if line.startswith("| shared | valid | greedy |")]
+    assert shared[0].split("|")[5].count("/") == 0
+    assert (tmp_path / "exp2" / "plain-seed1" / "train.log").stat().st_size > 0
+    assert len(read_manifest(tmp_path / "exp2" / "tests" / "valid.jsonl")) == 2

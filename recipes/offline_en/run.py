@@ -204,8 +204,6 @@ Stage arguments used: `{' '.join(sys.argv[1:])}`
 def stage_export(args, out: Path) -> None:
     """Strip the model file to what inference needs (weights, config, tokenizer, provenance);
     weight matrices are stored as float16 to halve the file (loading casts them back to float32)."""
-    import torch
-
     from asr.checkpoint import load_checkpoint, write_checkpoint
 
     state = load_checkpoint(out / "train" / "model.pt")

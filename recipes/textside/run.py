@@ -18,14 +18,17 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from asr.checkpoint import load_checkpoint
-from asr.inference import evaluate, load_model
 from asr.io import atomic_write
+from asr.lm import load_lm
+from asr.manifest import read_manifest, write_manifest
 from asr.model import CTCModel, ModelConfig
-from asr.recipe import run_stages, stage_parser, torchrun_train
+from asr.recipe import run_parallel, run_stages, stage_parser, train_command
+
+
+VARIANTS = ("plain", "shared", "joint", "transfer", "all")
 
 
 def variants(args, lm: Path) -> dict[str, list[str]]:
@@ -38,6 +41,10 @@ def variants(args, lm: Path) -> dict[str, list[str]]:
 
 
 def stage_lm(args, out: Path) -> None:
+    if args.lm:     # reuse a trained LM (main() took embed_dim and lm_hidden from it)
+        (out / "lm").mkdir(exist_ok=True)
+        shutil.copy(args.lm, out / "lm" / "lm.pt")
+        return
     cmd = [sys.executable, "-m", "asr.cli", "lm", "train", str(args.lm_text), "--tokenizer", str(args.tokenizer),
            "--out", str(out / "lm" / "lm.pt"), "--steps", str(args.lm_steps), "--embed-dim", str(args.embed_dim),
            "--hidden", str(args.lm_hidden)]
@@ -48,42 +55,78 @@ def stage_lm(args, out: Path) -> None:
 
 
 def stage_train(args, out: Path) -> None:
-    for name, extra in variants(args, out / "lm" / "lm.pt").items():
-        for seed in args.seeds:
-            exp = out / f"{name}-seed{seed}"
-            if (exp / "model.pt").exists():
-                continue
-            exp.mkdir(parents=True, exist_ok=True)
-            shutil.copy(args.tokenizer, exp / "tokenizer.pt")    # one vocabulary for every run
-            budget = ["--max-minutes", str(args.minutes)] if args.minutes else ["--max-steps", str(args.max_steps)]
-            start = time.time()
-            torchrun_train(args.nproc, [str(args.train), "--valid", str(args.dev), "--exp-dir", str(exp),
-                                        "--preset", args.preset, "--seed", str(seed), "--epochs", "1000",
-                                        "--batch-seconds", str(args.batch_seconds), *budget, *args.train_args, *extra])
-            (exp / "wall_minutes.txt").write_text(f"{(time.time() - start) / 60:.2f}\n")
+    jobs, exps = [], []
+    extras = variants(args, out / "lm" / "lm.pt")
+    for name, seed in runs(args):
+        extra = extras[name]
+        exp = out / f"{name}-seed{seed}"
+        if (exp / "model.pt").exists():
+            continue
+        exp.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.tokenizer, exp / "tokenizer.pt")    # one vocabulary for every run
+        budget = ["--max-minutes", str(args.minutes)] if args.minutes else ["--max-steps", str(args.max_steps)]
+        jobs.append((train_command(args.nproc, [
+            str(args.train), "--valid", str(args.dev), "--exp-dir", str(exp), "--preset", args.preset,
+            "--seed", str(seed), "--epochs", "1000", "--batch-seconds", str(args.batch_seconds), *budget,
+            *args.train_args, *extra]), exp / "train.log"))
+        exps.append(exp)
+    # Runs side by side (--parallel) each get their own log; wall minutes then include the sharing.
+    for exp, minutes in zip(exps, run_parallel(jobs, args.parallel)):
+        (exp / "wall_minutes.txt").write_text(f"{minutes:.2f}\n")
+
+
+def runs(args) -> list[tuple[str, int]]:
+    """(variant, seed) pairs: every variant with --seeds, plus --repeat-seeds for --repeat-variants."""
+    pairs = [(name, seed) for name in VARIANTS for seed in args.seeds]
+    return pairs + [(name, seed) for name in args.repeat_variants for seed in args.repeat_seeds
+                    if (name, seed) not in pairs]
+
+
+DECODINGS = {"greedy": [], "beam+LM": ["--lm", "{lm}", "--lm-weight", "{lm_weight}", "--word-score", "{word_score}"]}
 
 
 def stage_score(args, out: Path) -> None:
     lm = out / "lm" / "lm.pt"
+    tests = []
+    for test in map(Path, args.test):     # optionally the first N utterances of each test set
+        if args.max_test_utterances:
+            (out / "tests").mkdir(exist_ok=True)
+            write_manifest(out / "tests" / test.name, read_manifest(test)[: args.max_test_utterances])
+            test = out / "tests" / test.name
+        tests.append(test)
+    # One `asr evaluate` per run x test set x decoding; finished ones (summary written) are skipped.
+    jobs = []
+    for name, seed in runs(args):
+        exp = out / f"{name}-seed{seed}"
+        for decoding, opts in DECODINGS.items():
+            for test in tests:
+                report = exp / f"score-{decoding}"
+                if (report / f"wer-summary-{test.stem}.txt").exists():
+                    continue
+                opts = [o.format(lm=lm, lm_weight=args.lm_weight, word_score=args.word_score) for o in opts]
+                jobs.append(([sys.executable, "-m", "asr.cli", "evaluate", str(test), "--model", str(exp / "model.pt"),
+                              "--threads", "1", "--device", "cpu", "--report", str(report), *opts],
+                             report / f"evaluate-{test.stem}.log"))
+    run_parallel(jobs, args.parallel)
     rows = {}
-    for name in variants(args, lm):
-        for seed in args.seeds:
-            exp = out / f"{name}-seed{seed}"
-            state = load_checkpoint(exp / "model.pt")
-            params = CTCModel(ModelConfig.from_dict(state["model_config"])).num_params()
-            minutes = float((exp / "wall_minutes.txt").read_text())
-            for test in args.test:
-                for decoding, kw in (("greedy", {}), ("beam+LM", {"lm": lm, "lm_weight": args.lm_weight,
-                                                                 "word_score": args.word_score})):
-                    ev = evaluate(test, load_model(exp / "model.pt", device="cpu", threads=1, **kw), progress=False)
-                    rows.setdefault((name, Path(test).stem, decoding), []).append((100 * ev.result.wer, ev.rtf))
-            rows.setdefault((name, "_meta", ""), []).append((params, minutes))
+    for name, seed in runs(args):
+        exp = out / f"{name}-seed{seed}"
+        state = load_checkpoint(exp / "model.pt")
+        params = CTCModel(ModelConfig.from_dict(state["model_config"])).num_params()
+        minutes = float((exp / "wall_minutes.txt").read_text())
+        for decoding in DECODINGS:
+            for test in tests:
+                summary = (exp / f"score-{decoding}" / f"wer-summary-{test.stem}.txt").read_text().split()
+                wer, rtf = float(summary[summary.index("WER") + 1]), float(summary[summary.index("rtf") + 1])
+                rows.setdefault((name, test.stem, decoding), []).append((wer, rtf))
+        rows.setdefault((name, "_meta", ""), []).append((params, minutes))
     lines = ["| variant | test set | decoding | WER % (mean over seeds) | per seed | decode RTF | params | train min |",
              "|---|---|---|---|---|---|---|---|"]
     for (name, test, decoding), vals in rows.items():
         if test == "_meta":
             continue
-        params, minutes = rows[(name, "_meta", "")][0]
+        params = rows[(name, "_meta", "")][0][0]
+        minutes = statistics.mean(m for _, m in rows[(name, "_meta", "")])
         wers = [w for w, _ in vals]
         lines.append(f"| {name} | {test} | {decoding} | {statistics.mean(wers):.2f} | "
                      f"{' / '.join(f'{w:.2f}' for w in wers)} | {statistics.mean(r for _, r in vals):.4f} | "
@@ -113,13 +156,22 @@ def main(argv=None) -> None:
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--word-score", type=float, default=1.5)
     p.add_argument("--preset", default="small")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for every variant")
+    p.add_argument("--repeat-seeds", type=int, nargs="*", default=[], help="more seeds, for --repeat-variants only")
+    p.add_argument("--repeat-variants", nargs="*", default=[], choices=VARIANTS)
+    p.add_argument("--lm", type=Path, help="reuse this trained LM instead of training one in stage 1")
+    p.add_argument("--parallel", type=int, default=1, help="training / scoring runs side by side")
+    p.add_argument("--max-test-utterances", type=int, default=0, help="score the first N of each test set (0: all)")
     p.add_argument("--minutes", type=float, default=30.0, help="training budget per run (0: use --max-steps)")
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--batch-seconds", type=float, default=30.0)
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options (last)")
-    run_stages(STAGES, p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.lm:
+        cfg = load_lm(args.lm)[0].config
+        args.embed_dim, args.lm_hidden = cfg.embed_dim, cfg.hidden
+    run_stages(STAGES, args)
 
 
 if __name__ == "__main__":
