@@ -120,10 +120,14 @@ def stage_score(args, out: Path) -> None:
                 wer, rtf = float(summary[summary.index("WER") + 1]), float(summary[summary.index("rtf") + 1])
                 rows.setdefault((name, test.stem, decoding), []).append((wer, rtf))
         rows.setdefault((name, "_meta", ""), []).append((params, minutes))
+        valid = (exp / "valid.csv").read_text().split() if (exp / "valid.csv").exists() else []
+        if len(valid) > 1:      # the dev CTC loss curve: more sensitive than WER early in training
+            rows.setdefault((name, "_curve", ""), []).append(
+                " ".join(f"{c[0]}: {float(c[3]):.1f} / {100 * float(c[4]):.0f}%" for c in (r.split(",") for r in valid[1:])))
     lines = ["| variant | test set | decoding | WER % (mean over seeds) | per seed | decode RTF | params | train min |",
              "|---|---|---|---|---|---|---|---|"]
     for (name, test, decoding), vals in rows.items():
-        if test == "_meta":
+        if test in ("_meta", "_curve"):
             continue
         params = rows[(name, "_meta", "")][0][0]
         minutes = statistics.mean(m for _, m in rows[(name, "_meta", "")])
@@ -131,8 +135,11 @@ def stage_score(args, out: Path) -> None:
         lines.append(f"| {name} | {test} | {decoding} | {statistics.mean(wers):.2f} | "
                      f"{' / '.join(f'{w:.2f}' for w in wers)} | {statistics.mean(r for _, r in vals):.4f} | "
                      f"{params / 1e6:.2f}M | {minutes:.1f} |")
+    curves = ["| variant | validation during training, step: CTC loss per utterance / greedy WER (a line per seed) |", "|---|---|"]
+    curves += [f"| {name} | {' <br> '.join(vals)} |" for (name, test, _), vals in rows.items() if test == "_curve"]
     with atomic_write(out / "RESULTS.md") as f:
-        f.write("# Text-side ablation\n\nCommand: `python " + " ".join(sys.argv) + "`\n\n" + "\n".join(lines) + "\n")
+        f.write("# Text-side ablation\n\nCommand: `python " + " ".join(sys.argv) + "`\n\n" + "\n".join(lines)
+                + "\n\n" + "\n".join(curves) + "\n")
     print("\n".join(lines))
 
 
