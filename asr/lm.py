@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -197,6 +198,45 @@ def train_lm(cfg: LMTrainConfig, tokenizer: Tokenizer) -> tuple[Path, float]:
     return Path(cfg.out), ppl
 
 
+class LSTMStepper:
+    """One LSTM LM step at a time in numpy, for beam search: per step a (V, 4H) table lookup for the
+    input, one (4H, H) mat-vec per layer and one (H, V) output product (projection and tied
+    embedding folded into one matrix). torch.lstm costs ~0.5 ms a call at this size, this ~0.05 ms.
+    """
+
+    def __init__(self, lm: LSTMLM):
+        f = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+        lstm, emb = lm.lstm, f(lm.embedding.weight)
+        self.layers = lm.config.n_layers
+        self.w_ih = [f(getattr(lstm, f"weight_ih_l{k}")) for k in range(self.layers)]
+        self.w_hh = [f(getattr(lstm, f"weight_hh_l{k}")) for k in range(self.layers)]
+        self.b = [f(getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(self.layers)]
+        self.table = emb @ self.w_ih[0].T + self.b[0]            # (V, 4H): layer 0's input term per token
+        self.w_out = (emb @ f(lm.proj.weight)).T.copy()          # (H, V)
+        self.b_out = emb @ f(lm.proj.bias) + f(lm.bias)
+        self.hidden = lm.config.hidden
+
+    def step(self, token: int, state: list | None) -> tuple[list, np.ndarray]:
+        """Feed one token; returns the new state ([(h, c)] per layer) and next-token log-probs (V,)."""
+        new_state = []
+        x = None
+        for k in range(self.layers):
+            h, c = state[k] if state else (np.zeros(self.hidden, np.float32), np.zeros(self.hidden, np.float32))
+            g = (self.table[token] if k == 0 else self.w_ih[k] @ x + self.b[k]) + self.w_hh[k] @ h
+            n = self.hidden
+            i, f, gg, o = g[:n], g[n:2 * n], g[2 * n:3 * n], g[3 * n:]      # PyTorch's gate order
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(gg)
+            x = h = _sigmoid(o) * np.tanh(c)
+            new_state.append((h, c))
+        logits = x @ self.w_out + self.b_out
+        m = logits.max()
+        return new_state, logits - (m + np.log(np.exp(logits - m).sum()))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
 class FusionLM:
     """Adapter for torchaudio's `ctc_decoder(lm=...)`: scores each emitted token with the LSTM LM
     (natural-log probabilities; the decoder multiplies them by `lm_weight`). `token_bonus` is added
@@ -214,15 +254,14 @@ class FusionLM:
         class _Fusion(CTCDecoderLM):
             def __init__(self, model: LSTMLM):
                 CTCDecoderLM.__init__(self)
-                self.model = model.eval()
+                self.stepper = LSTMStepper(model.eval())
                 self.bonus = token_bonus
                 self.ready: dict = {}     # state -> (lstm state, next-token log-probs)
                 self.pending: dict = {}   # state -> (parent state, token) not run through the LSTM yet
 
-            @torch.no_grad()
             def _advance(self, token: int, lstm_state):
-                h, new_state = self.model.hidden_states(torch.tensor([[token]]), lstm_state)
-                return new_state, self.model.logits_from_states(h[0, -1]).log_softmax(-1).tolist()
+                new_state, logp = self.stepper.step(token, lstm_state)
+                return new_state, logp.tolist()
 
             def _resolve(self, state):
                 if state not in self.ready:
@@ -237,12 +276,14 @@ class FusionLM:
                 self.ready[root] = self._advance(BOS, None)
                 return root
 
-            def score(self, state, usr_token_idx: int):
+            def score(self, state, usr_token_idx: int):     # called for every candidate: kept lean
                 child = state.child(usr_token_idx)
-                logp = self._resolve(state)[1]
-                if child not in self.ready and child not in self.pending:
-                    self.pending[child] = (state, usr_token_idx)
-                return child, logp[usr_token_idx] + self.bonus
+                entry = self.ready.get(state)
+                if entry is None:
+                    entry = self._resolve(state)
+                if child not in self.ready:
+                    self.pending.setdefault(child, (state, usr_token_idx))
+                return child, entry[1][usr_token_idx] + self.bonus
 
             def finish(self, state):
                 return state, self._resolve(state)[1][EOS]

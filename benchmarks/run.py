@@ -234,6 +234,31 @@ def exported(manifest: Path, repeats: int) -> list[dict]:
     return rows
 
 
+def targets(speed: list[dict], training: list[dict], long: list[dict]) -> list[dict]:
+    """The project's goals, checked against this run's figures (medians for speed)."""
+    by = {r["engine"]: r for r in speed if "rtf_median" in r}
+    out = []
+
+    def check(goal, value, ok, fmt="{:.4f}"):
+        out.append({"target": goal, "measured": "n/a" if value is None else fmt.format(value),
+                    "met": "n/a" if value is None else ("yes" if ok(value) else "no")})
+    for runtime in ("", ", --runtime onnx"):
+        greedy = by.get(f"asr greedy, 1 thread{runtime}")
+        check(f"greedy, 1 thread{runtime}: RTF <= 0.005", greedy and greedy["rtf_median"], lambda v: v <= 0.005)
+        check(f"greedy, 1 thread{runtime}: >= 20x faster than Whisper tiny.en",
+              greedy and greedy.get("x_faster_than_whisper"), lambda v: v >= 20, "{:.1f}x")
+        beam = by.get(f"asr beam 8 + LM, 1 thread{runtime}")
+        check(f"beam + LM, 1 thread{runtime}: RTF <= 0.03", beam and beam["rtf_median"], lambda v: v <= 0.03)
+    last = long[-1]
+    check(f"{last['minutes']:g}-minute file: peak RSS <= 1 GB", last["peak_rss_mb"], lambda v: v <= 1024, "{:.0f} MB")
+    check(f"{last['minutes']:g}-minute file: time <= 65x the {long[0]['minutes']:g}-minute time",
+          last["time_ratio"], lambda v: v <= 65 * last["minutes"] / 60 / long[0]["minutes"], "{:.1f}x")
+    check("training: >= 30 s of audio per second per thread (1 process)", training[0]["per_thread"],
+          lambda v: v >= 30, "{:.1f}")
+    check("training: 2 DDP processes >= 1.7x one", training[-1]["speedup"], lambda v: v >= 1.7, "{:.2f}x")
+    return out
+
+
 def table(rows: list[dict]) -> str:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -260,6 +285,7 @@ def main() -> None:
     sections.append(("2. Frontend and decoder throughput (x real time, 1 thread)",
                      frontend_decoder(repeats, 10.0 if args.quick else 60.0)))
     train_manifest = args.train_manifest or args.manifest
+    speed = rows
     sections.append((f"3. Training throughput, `{'tiny' if args.quick else 'small'}` preset, 1 thread per process, "
                      f"no waveform augmentation (`{train_manifest.name}`)",
                      training_throughput(train_manifest, 3 if args.quick else 40, "tiny" if args.quick else "small")))
@@ -275,6 +301,8 @@ def main() -> None:
               f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, Python "
               f"{platform.python_version()}, torch {versions['torch']}, torchaudio {versions['torchaudio']}  \n"
               f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; run took {time.time() - started:.0f} s\n")
+    sections.insert(0, ("Targets (checked against the figures below)",
+                        targets(speed, sections[2][1], sections[3][1])))
     text = header + "".join(f"\n## {title}\n\n{table(rows)}\n" for title, rows in sections)
     print(text)
     args.output.write_text(text)

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 import asr
 from asr.cli import app
 from asr.decode import BeamSearchDecoder, DecodingOptions
-from asr.lm import FusionLM, LMConfig, LSTMLM, LMTrainConfig, load_lm, perplexity, read_text, train_lm
+from asr.lm import (FusionLM, LMConfig, LSTMLM, LMTrainConfig, LSTMStepper, load_lm, perplexity, read_text,
+                    train_lm)
 from asr.tokenizer import CharTokenizer
 
 runner = CliRunner()
@@ -25,6 +26,20 @@ def test_lm_learns_text(tmp_path):
     lm, tok2 = load_lm(path)
     assert tok2.pieces == tok.pieces
     assert perplexity(lm, read_text([text], tok)) == pytest.approx(ppl, rel=0.2)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_numpy_stepper_matches_torch_lstm(layers):
+    torch.manual_seed(layers)
+    lm = LSTMLM(LMConfig(vocab_size=30, embed_dim=12, hidden=20, n_layers=layers)).eval()
+    tokens = [0, 4, 17, 3, 29, 1]
+    with torch.no_grad():
+        h, _ = lm.hidden_states(torch.tensor([tokens]))
+        expected = lm.logits_from_states(h[0]).log_softmax(-1).numpy()
+    stepper, state = LSTMStepper(lm), None
+    for i, token in enumerate(tokens):
+        state, log_probs = stepper.step(token, state)
+        assert abs(log_probs - expected[i]).max() < 1e-5
 
 
 def test_fusion_weight_zero_reproduces_beam_search():
