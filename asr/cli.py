@@ -54,9 +54,11 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 class Runtime(str, Enum):
     torch = "torch"
     onnx = "onnx"
+    onnx_int8 = "onnx-int8"
 
 
-RUNTIME_HELP = "torch, or onnx (ONNX Runtime on the CPU, faster; exported once into ~/.cache/asr)."
+RUNTIME_HELP = ("torch; onnx = ONNX Runtime on the CPU (faster; exported once into ~/.cache/asr); "
+                "onnx-int8 = the same with int8 weights.")
 
 
 class Format(str, Enum):

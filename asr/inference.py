@@ -55,6 +55,9 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
 class Recognizer:
     """A loaded model + tokenizer + decoding options."""
 
@@ -71,20 +74,21 @@ class Recognizer:
     @classmethod
     def from_file(cls, path: str | os.PathLike | None = None, device: str = "auto", runtime: str = "torch",
                   threads: int | None = None, **kwargs) -> "Recognizer":
-        """`runtime`: "torch", or "onnx" (ONNX Runtime on the CPU with `threads` threads; the
-        checkpoint is exported once into `asr.export.cache_dir()`)."""
+        """`runtime`: "torch", "onnx" (ONNX Runtime on the CPU with `threads` threads; the
+        checkpoint is exported once into `asr.export.cache_dir()`) or "onnx-int8" (the same with
+        int8 weights in the linear layers)."""
         path = Path(path) if path else default_model_path()
         if path.is_dir():
             path = path / "model.pt"
-        if runtime not in ("torch", "onnx"):
-            raise ValueError(f"runtime must be torch or onnx, not {runtime!r}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         model, tokenizer = model_from_checkpoint(load_checkpoint(path))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() and runtime == "torch" else "cpu"
         rec = cls(model, tokenizer, device=device, **kwargs)
-        if runtime == "onnx":
+        if runtime != "torch":
             from .export import OnnxEncoder, cached_onnx
-            rec.encoder = OnnxEncoder(cached_onnx(path), threads)
+            rec.encoder = OnnxEncoder(cached_onnx(path, quantize=runtime == "onnx-int8"), threads)
         return rec
 
     @torch.inference_mode()
@@ -162,8 +166,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
 
     `lm`: a language model file for shallow fusion ("default" = the one shipped with the default
     model); it implies beam search (beam 8 unless `beam_size` > 1). Other keyword arguments are
-    `DecodingOptions` fields (lm_weight, word_score, beam_threshold). `runtime="onnx"` runs the
-    acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
+    `DecodingOptions` fields (lm_weight, word_score, beam_threshold). `runtime="onnx"` (or
+    "onnx-int8") runs the acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
     """
     set_threads(threads)
     lm_model = None

@@ -56,6 +56,7 @@ def speed_and_wer(manifest: Path, repeats: int, peers: list[str]) -> list[dict]:
     for name, kw in [("asr greedy, 1 thread", dict(threads=1)),
                      (f"asr greedy, {os.cpu_count()} threads", dict(threads=os.cpu_count())),
                      ("asr greedy, 1 thread, --runtime onnx", dict(threads=1, runtime="onnx")),
+                     ("asr greedy, 1 thread, --runtime onnx-int8", dict(threads=1, runtime="onnx-int8")),
                      ("asr beam 8 + LM, 1 thread", dict(threads=1, lm="default")),
                      ("asr beam 8 + LM, 1 thread, --runtime onnx", dict(threads=1, lm="default", runtime="onnx"))]:
         rec = load_model(device="cpu", **kw)
@@ -242,7 +243,7 @@ def targets(speed: list[dict], training: list[dict], long: list[dict]) -> list[d
     def check(goal, value, ok, fmt="{:.4f}"):
         out.append({"target": goal, "measured": "n/a" if value is None else fmt.format(value),
                     "met": "n/a" if value is None else ("yes" if ok(value) else "no")})
-    for runtime in ("", ", --runtime onnx"):
+    for runtime in ("", ", --runtime onnx", ", --runtime onnx-int8"):
         greedy = by.get(f"asr greedy, 1 thread{runtime}")
         check(f"greedy, 1 thread{runtime}: RTF <= 0.005", greedy and greedy["rtf_median"], lambda v: v <= 0.005)
         check(f"greedy, 1 thread{runtime}: >= 20x faster than Whisper tiny.en",

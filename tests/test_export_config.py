@@ -73,6 +73,8 @@ def test_onnx_runtime_transcribes_like_torch(tiny_model, tmp_path, monkeypatch):
     assert cached[0].stat().st_mtime_ns == stamp            # exported once, then reused
     res = runner.invoke(app, ["transcribe", str(wav), "--model", str(tiny_model), "--runtime", "tf"])
     assert res.exit_code != 0
+    assert load_model(tiny_model, runtime="onnx-int8", threads=1).transcribe(wav).text == expected.text
+    assert len(list((tmp_path / "cache" / "onnx").glob("*-int8.onnx"))) == 1
 
 
 def test_yaml_config_precedence(tmp_path):
