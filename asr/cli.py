@@ -57,6 +57,19 @@ class Runtime(str, Enum):
     onnx_int8 = "onnx-int8"
 
 
+LM_HELP = ("LM file for shallow fusion; 'default' = the shipped LM; 'auto' = the shipped LM when the "
+           "model is the shipped default, else none; 'none' = no LM.")
+
+
+def _lm_choice(lm: str, model: Optional[Path]) -> Optional[str]:
+    """--lm auto|none|default|PATH -> what `load_model(lm=...)` takes."""
+    from .inference import default_lm_path
+
+    if lm == "auto":
+        return "default" if model is None and default_lm_path().is_file() else None
+    return None if lm == "none" else lm
+
+
 RUNTIME_HELP = ("torch; onnx = ONNX Runtime on the CPU (faster; exported once into ~/.cache/asr); "
                 "onnx-int8 = the same with int8 weights.")
 
@@ -75,7 +88,7 @@ def transcribe_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, ... any rate or channel count)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search."),
-    lm: Optional[str] = typer.Option(None, "--lm", help="LM file for shallow fusion, or 'default'."),
+    lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: float = typer.Option(0.5, "--lm-weight"),
     word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
@@ -95,7 +108,7 @@ def transcribe_cmd(
 
     if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
         _fail(f"--format {fmt.value} with several files needs --output-dir")
-    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
                             lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
     failures: list[str] = []
 
@@ -126,7 +139,7 @@ def evaluate_cmd(
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio_filepath and text."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size"),
-    lm: Optional[str] = typer.Option(None, "--lm", help="LM file for shallow fusion, or 'default'."),
+    lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: float = typer.Option(0.5, "--lm-weight"),
     word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
     threads: int = typer.Option(1, "--threads"),
@@ -140,7 +153,7 @@ def evaluate_cmd(
     """
     from .inference import evaluate, load_model
 
-    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=lm,
+    recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
                             lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
     ev = evaluate(manifest, recognizer, report_dir=report)
     for f in ev.failures:

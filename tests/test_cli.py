@@ -104,3 +104,13 @@ def test_default_model_is_shipped_and_transcribes(tmp_path):
     sf.write(wav, tone_speech("bad"), 16000)
     res = runner.invoke(app, ["transcribe", str(wav)])
     assert res.exit_code == 0, res.output
+
+
+def test_lm_choice_defaults_to_shipped_lm_only_for_shipped_model(tmp_path):
+    from asr.cli import _lm_choice
+
+    assert _lm_choice("auto", None) == "default"          # asr transcribe x.wav: shipped model + its LM
+    assert _lm_choice("auto", tmp_path / "m.pt") is None   # your own model: no LM unless asked
+    assert _lm_choice("none", None) is None
+    assert _lm_choice("default", tmp_path / "m.pt") == "default"
+    assert _lm_choice("lm.pt", None) == "lm.pt"
