@@ -4,8 +4,9 @@ The exported graph takes ``feats`` (B, T, 80) float32 log-mel features (as `asr.
 computes them) and ``lengths`` (B,) int64, and returns ``log_probs`` (B, T', V) and ``out_lengths``.
 Normalisation is inside the graph; the tokenizer is written beside it as ``<file>.tokens.json``
 (pieces in id order, blank = 0) so a runtime can decode without `asr`. `OnnxEncoder` runs such a
-file inside `asr` itself (``--runtime onnx``, or ``onnx-int8`` with int8 weights; faster than
-PyTorch eager on one CPU thread, see BENCHMARKS.md); `cached_onnx` makes it once per checkpoint.
+file inside `asr` itself (``--runtime onnx``, or ``onnx-int8`` with int8 weights; ``onnx`` is
+faster than PyTorch eager on one CPU thread, see BENCHMARKS.md); `cached_onnx` makes it once per
+checkpoint.
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ def long_files(wavs: list[np.ndarray], minutes_list: list[float]) -> list[dict]:
             path = Path(d) / f"long_{minutes}.wav"
             make_long_file(wavs, minutes, path)
             wall, rss = run_measured([sys.executable, "-m", "asr.cli", "transcribe", str(path), "--threads", "1"])
-            rows.append({"minutes": minutes, "wall_s": wall, "peak_rss_mb": rss})
+            rows.append({"minutes": minutes, "wall_s": wall, "rtf_incl_startup": wall / (60 * minutes),
+                         "peak_rss_mb": rss})
             path.unlink()
     base = rows[0]
     for r in rows:
@@ -249,7 +250,8 @@ def targets(speed: list[dict], training: list[dict], long: list[dict]) -> list[d
         check(f"greedy, 1 thread{runtime}: >= 20x faster than Whisper tiny.en",
               greedy and greedy.get("x_faster_than_whisper"), lambda v: v >= 20, "{:.1f}x")
         beam = by.get(f"asr beam 8 + LM, 1 thread{runtime}")
-        check(f"beam + LM, 1 thread{runtime}: RTF <= 0.03", beam and beam["rtf_median"], lambda v: v <= 0.03)
+        if beam:
+            check(f"beam + LM, 1 thread{runtime}: RTF <= 0.03", beam["rtf_median"], lambda v: v <= 0.03)
     last = long[-1]
     check(f"{last['minutes']:g}-minute file: peak RSS <= 1 GB", last["peak_rss_mb"], lambda v: v <= 1024, "{:.0f} MB")
     check(f"{last['minutes']:g}-minute file: time <= 65x the {long[0]['minutes']:g}-minute time",
@@ -291,7 +293,8 @@ def main() -> None:
                      f"no waveform augmentation (`{train_manifest.name}`)",
                      training_throughput(train_manifest, 3 if args.quick else 40, "tiny" if args.quick else "small")))
     wavs = [load_audio(u.audio_filepath).numpy() for u in read_manifest(args.manifest)]
-    sections.append(("4. Long files: `asr transcribe --threads 1`, wall time and peak RSS",
+    sections.append(("4. Long files: `asr transcribe --threads 1` (its default decoding: beam 8 + the shipped LM), "
+                     "wall time of the whole command (about 3 s of it is start-up, see 5) and peak RSS",
                      long_files(wavs, [0.25, 0.5] if args.quick else [1, 10, 60])))
     sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
     sections.append(("6. Exported model (greedy, 1 thread; RTF of the model and decoding, features excluded)",
