@@ -236,6 +236,47 @@ def exported(manifest: Path, repeats: int) -> list[dict]:
     return rows
 
 
+def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
+    """Beam 8 + LM decoding time (log-probs precomputed) with the LM stepped by torch.lstm (the
+    first implementation) vs the numpy `LSTMStepper` that replaced it after profiling."""
+    import asr.lm as lm_lib
+
+    class TorchStepper:
+        def __init__(self, lm):
+            self.lm = lm
+
+        @torch.no_grad()
+        def step(self, token, state):
+            h, state = self.lm.hidden_states(torch.tensor([[token]]), state)
+            return state, self.lm.logits_from_states(h[0, -1]).log_softmax(-1).numpy()
+
+    torch.set_num_threads(1)
+    rec = load_model(device="cpu", threads=1, lm="default")
+    lps = [rec.log_probs(load_audio(u.audio_filepath)) for u in read_manifest(manifest)]
+    audio = sum(lp.shape[0] for lp in lps) * rec.frame_seconds
+    rows = []
+    for name, stepper in (("torch.lstm per token (before)", TorchStepper), ("numpy LSTMStepper (now)", None)):
+        original = lm_lib.LSTMStepper
+        if stepper is not None:
+            lm_lib.LSTMStepper = stepper
+        try:
+            dec = load_model(device="cpu", threads=1, lm="default").decoder
+        finally:
+            lm_lib.LSTMStepper = original
+        texts = []
+
+        def once():
+            texts.clear()
+            texts.extend(dec(lp[None], torch.tensor([lp.shape[0]]))[0].text for lp in lps)
+        best, med = timed(once, repeats)
+        rows.append({"LM step": name, "decode_rtf_min": best / audio, "decode_rtf_median": med / audio,
+                     "texts": list(texts)})
+    before = rows[0]["texts"]
+    for r in rows:
+        r["same_transcripts_as_before"] = "yes" if r.pop("texts") == before else "no"
+    return rows
+
+
 def targets(speed: list[dict], training: list[dict], long: list[dict]) -> list[dict]:
     """The project's goals, checked against this run's figures (medians for speed)."""
     by = {r["engine"]: r for r in speed if "rtf_median" in r}
@@ -299,6 +340,8 @@ def main() -> None:
     sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
     sections.append(("6. Exported model (greedy, 1 thread; RTF of the model and decoding, features excluded)",
                      exported(args.manifest, repeats)))
+    sections.append(("7. Profile fix: beam 8 + LM decoding only (acoustic log-probs precomputed), 1 thread",
+                     lm_fusion_steps(args.manifest, repeats)))
 
     versions = {m: __import__(m).__version__ for m in ("torch", "torchaudio")}
     header = (f"# Benchmarks\n\nCommand: `python benchmarks/run.py {' '.join(sys.argv[1:])}`  \n"
