@@ -59,30 +59,33 @@ def torchrun_train(nproc: int, cli_args: list[str]) -> None:
 
 
 def run_parallel(jobs: Sequence[tuple[list[str], Path]], parallel: int) -> list[float]:
-    """Run commands, at most `parallel` at a time, each logging to its own file; returns each job's
-    wall minutes (in job order) and raises if any failed."""
+    """Run commands, at most `parallel` at a time, each logging to its own file (one at a time:
+    to the terminal, so progress bars show); returns each job's wall minutes (in job order) and
+    raises if any failed."""
     pending, running, failed = list(enumerate(jobs)), [], []
     minutes = [0.0] * len(jobs)
     while pending or running:
         while pending and len(running) < parallel:
             i, (cmd, log) = pending.pop(0)
-            if parallel == 1:   # one at a time: output (progress bars) goes to the terminal
-                print(" ".join(cmd), file=sys.stderr)
-                running.append((subprocess.Popen(cmd), cmd, "the output above", i, time.time()))
-                continue
-            print(" ".join(cmd) + f"  > {log}", file=sys.stderr)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "w") as f:
-                running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), cmd, log, i, time.time()))
+            print(" ".join(cmd) + (f"  > {log}" if parallel > 1 else ""), file=sys.stderr)
+            out = None
+            if parallel > 1:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                out = open(log, "w")
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None)
+            if out:
+                out.close()     # the child has its own copy
+            running.append((proc, i, time.time()))
         done = [r for r in running if r[0].poll() is not None]
-        for r in done:
-            running.remove(r)
-            minutes[r[3]] = (time.time() - r[4]) / 60
-            if r[0].returncode:
-                failed.append(r)
-                print(f"error: exit {r[0].returncode}, see {r[2]}", file=sys.stderr)
+        for proc, i, start in done:
+            running.remove((proc, i, start))
+            minutes[i] = (time.time() - start) / 60
+            if proc.returncode:
+                failed.append(proc)
+                where = jobs[i][1] if parallel > 1 else "the output above"
+                print(f"error: exit {proc.returncode}, see {where}", file=sys.stderr)
         if not done:
             time.sleep(1)
     if failed:
-        raise subprocess.CalledProcessError(failed[0][0].returncode, failed[0][1])
+        raise subprocess.CalledProcessError(failed[0].returncode, failed[0].args)
     return minutes

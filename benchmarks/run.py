@@ -254,15 +254,14 @@ def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
     rec = load_model(device="cpu", threads=1, lm="default")
     lps = [rec.log_probs(load_audio(u.audio_filepath)) for u in read_manifest(manifest)]
     audio = sum(lp.shape[0] for lp in lps) * rec.frame_seconds
+    original = lm_lib.LSTMStepper
+    lm_lib.LSTMStepper = TorchStepper       # FusionLM builds its stepper from this name
+    try:
+        before = load_model(device="cpu", threads=1, lm="default").decoder
+    finally:
+        lm_lib.LSTMStepper = original
     rows = []
-    for name, stepper in (("torch.lstm per token (before)", TorchStepper), ("numpy LSTMStepper (now)", None)):
-        original = lm_lib.LSTMStepper
-        if stepper is not None:
-            lm_lib.LSTMStepper = stepper
-        try:
-            dec = load_model(device="cpu", threads=1, lm="default").decoder
-        finally:
-            lm_lib.LSTMStepper = original
+    for name, dec in (("torch.lstm per token (before)", before), ("numpy LSTMStepper (now)", rec.decoder)):
         texts = []
 
         def once():
@@ -271,9 +270,9 @@ def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
         best, med = timed(once, repeats)
         rows.append({"LM step": name, "decode_rtf_min": best / audio, "decode_rtf_median": med / audio,
                      "texts": list(texts)})
-    before = rows[0]["texts"]
+    reference = rows[0]["texts"]
     for r in rows:
-        r["same_transcripts_as_before"] = "yes" if r.pop("texts") == before else "no"
+        r["same_transcripts_as_before"] = "yes" if r.pop("texts") == reference else "no"
     return rows
 
 

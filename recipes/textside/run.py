@@ -82,7 +82,14 @@ def runs(args) -> list[tuple[str, int]]:
                     if (name, seed) not in pairs]
 
 
-DECODINGS = {"greedy": [], "beam+LM": ["--lm", "{lm}", "--lm-weight", "{lm_weight}", "--word-score", "{word_score}"]}
+DECODINGS = ("greedy", "beam+LM")
+
+
+def decoding_options(decoding: str, lm: Path, args) -> list[str]:
+    """`asr evaluate` options for one decoding (greedy, or beam search fused with the LM)."""
+    if decoding == "greedy":
+        return ["--lm", "none"]
+    return ["--lm", str(lm), "--lm-weight", str(args.lm_weight), "--word-score", str(args.word_score)]
 
 
 def stage_score(args, out: Path) -> None:
@@ -98,48 +105,44 @@ def stage_score(args, out: Path) -> None:
     jobs = []
     for name, seed in runs(args):
         exp = out / f"{name}-seed{seed}"
-        for decoding, opts in DECODINGS.items():
+        for decoding in DECODINGS:
             for test in tests:
                 report = exp / f"score-{decoding}"
                 if (report / f"wer-summary-{test.stem}.txt").exists():
                     continue
-                opts = [o.format(lm=lm, lm_weight=args.lm_weight, word_score=args.word_score) for o in opts]
                 jobs.append(([sys.executable, "-m", "asr.cli", "evaluate", str(test), "--model", str(exp / "model.pt"),
-                              "--threads", "1", "--device", "cpu", "--report", str(report), *opts],
-                             report / f"evaluate-{test.stem}.log"))
+                              "--threads", "1", "--device", "cpu", "--report", str(report),
+                              *decoding_options(decoding, lm, args)], report / f"evaluate-{test.stem}.log"))
     run_parallel(jobs, args.parallel)
-    rows = {}
+    scores, meta, curves = {}, {}, {}    # (variant, test, decoding) -> [(WER, RTF)]; variant -> [...] per seed
     for name, seed in runs(args):
         exp = out / f"{name}-seed{seed}"
         state = load_checkpoint(exp / "model.pt")
         params = CTCModel(ModelConfig.from_dict(state["model_config"])).num_params()
-        minutes = float((exp / "wall_minutes.txt").read_text())
+        meta.setdefault(name, []).append((params, float((exp / "wall_minutes.txt").read_text())))
         for decoding in DECODINGS:
             for test in tests:
                 summary = (exp / f"score-{decoding}" / f"wer-summary-{test.stem}.txt").read_text().split()
                 wer, rtf = float(summary[summary.index("WER") + 1]), float(summary[summary.index("rtf") + 1])
-                rows.setdefault((name, test.stem, decoding), []).append((wer, rtf))
-        rows.setdefault((name, "_meta", ""), []).append((params, minutes))
+                scores.setdefault((name, test.stem, decoding), []).append((wer, rtf))
         valid = (exp / "valid.csv").read_text().split() if (exp / "valid.csv").exists() else []
         if len(valid) > 1:      # the dev CTC loss curve: more sensitive than WER early in training
-            rows.setdefault((name, "_curve", ""), []).append(
+            curves.setdefault(name, []).append(
                 " ".join(f"{c[0]}: {float(c[3]):.1f} / {100 * float(c[4]):.0f}%" for c in (r.split(",") for r in valid[1:])))
     lines = ["| variant | test set | decoding | WER % (mean over seeds) | per seed | decode RTF | params | train min |",
              "|---|---|---|---|---|---|---|---|"]
-    for (name, test, decoding), vals in rows.items():
-        if test in ("_meta", "_curve"):
-            continue
-        params = rows[(name, "_meta", "")][0][0]
-        minutes = statistics.mean(m for _, m in rows[(name, "_meta", "")])
+    for (name, test, decoding), vals in scores.items():
+        params, minutes = meta[name][0][0], statistics.mean(m for _, m in meta[name])
         wers = [w for w, _ in vals]
         lines.append(f"| {name} | {test} | {decoding} | {statistics.mean(wers):.2f} | "
                      f"{' / '.join(f'{w:.2f}' for w in wers)} | {statistics.mean(r for _, r in vals):.4f} | "
                      f"{params / 1e6:.2f}M | {minutes:.1f} |")
-    curves = ["| variant | validation during training, step: CTC loss per utterance / greedy WER (a line per seed) |", "|---|---|"]
-    curves += [f"| {name} | {' <br> '.join(vals)} |" for (name, test, _), vals in rows.items() if test == "_curve"]
+    curve_lines = ["| variant | validation during training, step: CTC loss per utterance / greedy WER (a line per seed) |",
+                   "|---|---|"]
+    curve_lines += [f"| {name} | {' <br> '.join(vals)} |" for name, vals in curves.items()]
     with atomic_write(out / "RESULTS.md") as f:
         f.write("# Text-side ablation\n\nCommand: `python " + " ".join(sys.argv) + "`\n\n" + "\n".join(lines)
-                + "\n\n" + "\n".join(curves) + "\n")
+                + "\n\n" + "\n".join(curve_lines) + "\n")
     print("\n".join(lines))
 
 
