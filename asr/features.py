@@ -41,6 +41,14 @@ class LogMel(torch.nn.Module):
         return (self.mel(wav) + LOG_FLOOR).log().transpose(-1, -2)
 
 
+def make_logmel(frontend: str = "fbank") -> torch.nn.Module:
+    """The waveform -> features module a model's ``config.frontend`` names."""
+    if frontend == "whisper":
+        from .whisper import WhisperLogMel
+        return WhisperLogMel()
+    return LogMel()
+
+
 class GlobalCMVN(torch.nn.Module):
     """Normalise each feature dimension by the mean and standard deviation of the training data.
 

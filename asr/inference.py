@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_utterance
 from .decode import DecodingOptions, DecodingResult, make_decoder
 from .lm import load_lm
-from .features import HOP_LENGTH, LogMel
+from .features import HOP_LENGTH, make_logmel
 from .manifest import read_manifest
 from .metrics import WERResult, score, summary_line, write_report
 from .model import CTCModel
@@ -68,7 +68,7 @@ class Recognizer:
         self.encoder = self.model       # or an `OnnxEncoder` (same call), see `from_file(runtime=...)`
         self.tokenizer, self.options, self.lm = tokenizer, options or DecodingOptions(), lm
         self.decoder = make_decoder(tokenizer, self.options, lm)
-        self.logmel = LogMel()
+        self.logmel = make_logmel(model.config.frontend)
         self.frame_seconds = HOP_LENGTH * model.config.subsampling / SAMPLE_RATE
 
     @classmethod

@@ -23,7 +23,9 @@ from .lm import LMConfig, LSTMLM
 class ModelConfig(DictConfig):
     vocab_size: int = 256
     n_mels: int = N_MELS
-    subsampling: int = 4            # 4 or 8 (8 suits BPE units)
+    encoder: str = "conformer"      # conformer | whisper (Transformer, see asr/whisper.py)
+    frontend: str = "fbank"         # fbank (natural-log mel, CMVN) | whisper (log10 mel, fixed norm)
+    subsampling: int = 4            # 4 or 8 (8 suits BPE units); whisper: 2, or 4 with an adapter
     subsampling_channels: int = 64
     d_model: int = 144
     n_layers: int = 4
@@ -31,6 +33,8 @@ class ModelConfig(DictConfig):
     ff_mult: int = 4
     conv_kernel: int = 15
     dropout: float = 0.1
+    adapter_layers: int = 0         # whisper: Conformer blocks (after a stride-2 conv) between encoder and head
+    adapter_dim: int = 256
     block_final_norm: bool = False  # True: Conformer's LayerNorm at each block's end (slow to start with short warmup)
     # Text side: the CTC output layer's token rows ARE the LM's token embedding matrix (one
     # tensor; blank keeps its own row) and the encoder projects into that embedding space.
@@ -40,8 +44,12 @@ class ModelConfig(DictConfig):
     lm_layers: int = 1
 
     def __post_init__(self):
-        if self.subsampling not in (4, 8):
-            raise ValueError("subsampling must be 4 or 8")
+        if self.encoder not in ("conformer", "whisper") or self.frontend not in ("fbank", "whisper"):
+            raise ValueError("encoder must be conformer or whisper; frontend fbank or whisper")
+        if self.encoder == "whisper" and self.subsampling != (4 if self.adapter_layers else 2):
+            raise ValueError("the whisper encoder subsamples 2x, 4x with adapter layers")
+        if self.encoder == "conformer" and (self.subsampling not in (4, 8) or self.adapter_layers):
+            raise ValueError("subsampling must be 4 or 8 (adapter layers are for the whisper encoder)")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer")
 
@@ -73,7 +81,22 @@ def medium(**overrides) -> ModelConfig:
                                n_heads=6, ff_mult=4, conv_kernel=31), **overrides)
 
 
-PRESETS = {"tiny": tiny, "small": small, "medium": medium}
+def whisper_tiny(**overrides) -> ModelConfig:
+    """~7.8M parameters: Whisper tiny's encoder shape (4 Transformer layers of 384, 20 ms frames),
+    meant to start from Whisper's weights (TrainConfig.pretrained_encoder)."""
+    return replace(ModelConfig(encoder="whisper", frontend="whisper", subsampling=2, d_model=384,
+                               n_layers=4, n_heads=6, ff_mult=4), **overrides)
+
+
+def whisper_tiny_adapter(**overrides) -> ModelConfig:
+    """~11.5M parameters: Whisper tiny's encoder, then a stride-2 conv to 256 and 2 Conformer
+    blocks (40 ms frames). Trained with the pretrained encoder frozen (TrainConfig.freeze_encoder),
+    only the 3.7M adapter and head learn, which is fast on a CPU."""
+    return replace(whisper_tiny(subsampling=4, adapter_layers=2, adapter_dim=256), **overrides)
+
+
+PRESETS = {"tiny": tiny, "small": small, "medium": medium, "whisper_tiny": whisper_tiny,
+           "whisper_tiny_adapter": whisper_tiny_adapter}
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -194,6 +217,27 @@ class Encoder(nn.Module):
         return self.final_norm(x) * mask[..., None], lengths
 
 
+class Adapter(nn.Module):
+    """Between a (pretrained) encoder and the head: stride-2 conv from d_model to adapter_dim,
+    then Conformer blocks. (B, T, d_model) -> (B, ceil(T / 2), adapter_dim)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        block_cfg = replace(cfg, d_model=cfg.adapter_dim, n_heads=4, block_final_norm=False)
+        self.down = nn.Conv1d(cfg.d_model, cfg.adapter_dim, 3, stride=2, padding=1)
+        self.blocks = nn.ModuleList(ConformerBlock(block_cfg) for _ in range(cfg.adapter_layers))
+        self.final_norm = nn.LayerNorm(cfg.adapter_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.gelu(self.down(x.transpose(1, 2))).transpose(1, 2)
+        lengths = (lengths - 1) // 2 + 1
+        mask = lengths_to_mask(lengths, x.shape[1])
+        x = x * mask[..., None]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_norm(x) * mask[..., None], lengths
+
+
 class CTCModel(nn.Module):
     """Normalised log-mel features -> CTC logits over the tokenizer's vocabulary (blank = 0)."""
 
@@ -201,14 +245,25 @@ class CTCModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)
-        self.encoder = Encoder(cfg)
+        if cfg.frontend == "whisper":       # Whisper's fixed (x + 4) / 4, not data statistics
+            from .whisper import NORM_MEAN, NORM_STD
+            self.cmvn.mean.fill_(NORM_MEAN)
+            self.cmvn.std.fill_(NORM_STD)
+        if cfg.encoder == "whisper":
+            from .whisper import WhisperEncoder
+            self.encoder = WhisperEncoder(cfg)
+        else:
+            self.encoder = Encoder(cfg)
+        self.adapter = Adapter(cfg) if cfg.adapter_layers else None
+        d = cfg.adapter_dim if cfg.adapter_layers else cfg.d_model
+        self.frozen_encoder = False     # set by the trainer: the encoder then stays in eval mode
         if cfg.share_embedding:
             self.lm = LSTMLM(LMConfig(cfg.vocab_size, cfg.embed_dim, cfg.lm_hidden, cfg.lm_layers, cfg.dropout))
-            self.head_proj = nn.Linear(cfg.d_model, cfg.embed_dim)
+            self.head_proj = nn.Linear(d, cfg.embed_dim)
             self.blank_embedding = nn.Parameter(torch.randn(1, cfg.embed_dim) * cfg.embed_dim ** -0.5)
             self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         else:
-            self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+            self.head = nn.Linear(d, cfg.vocab_size)
         self.spec_augment: SpecAugment | None = None   # set by the trainer; active in train mode
 
     def output_embeddings(self) -> torch.Tensor:
@@ -224,7 +279,20 @@ class CTCModel(nn.Module):
         x = self.cmvn(feats)
         if self.spec_augment is not None:
             x = self.spec_augment(x, lengths)
-        return self.encoder(x, lengths)
+        x, lengths = self.encoder(x, lengths)
+        return self.adapter(x, lengths) if self.adapter is not None else (x, lengths)
+
+    def freeze_encoder(self) -> None:
+        """Keep the encoder's weights fixed (and its dropout off) while the rest trains."""
+        self.frozen_encoder = True
+        self.encoder.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "CTCModel":
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()
+        return self
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats: (B, T, n_mels) log-mel, lengths: (B,) -> logits (B, T', vocab), lengths (B,)."""

@@ -56,6 +56,9 @@ class TrainConfig:
     tokenizer: str = "bpe"           # bpe | char
     vocab_size: int = 256
     init_from: str = ""              # start from this checkpoint's weights and tokenizer
+    pretrained_encoder: str = ""     # whisper_tiny preset: a CTranslate2 Whisper dir, or "bundled"
+    encoder_lr_scale: float = 1.0    # the encoder's LR = lr * this (e.g. 0.1 for a pretrained encoder)
+    freeze_encoder: bool = False     # keep the (pretrained) encoder fixed; adapter and head learn
     epochs: int = 10
     max_steps: int = 0               # 0 = epochs decide
     max_minutes: float = 0.0         # stop (with a checkpoint) after this much wall time; 0 = none
@@ -273,18 +276,68 @@ def _setup_text_side(model: model_lib.CTCModel, cfg: TrainConfig, tokenizer: Tok
         model.lm.embedding.weight.requires_grad_(False)
 
 
-def _build_model(cfg: TrainConfig, tokenizer: Tokenizer, train_set: SpeechDataset) -> model_lib.CTCModel:
+def _build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     if cfg.init_from:
         model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
-        return model
+    else:
+        model = _new_model(cfg, tokenizer)
+    if cfg.freeze_encoder:
+        model.freeze_encoder()
+    return model
+
+
+def _new_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     mcfg = model_lib.PRESETS[cfg.preset](vocab_size=tokenizer.vocab_size, **cfg.model_overrides)
     model = model_lib.CTCModel(mcfg)
-    # Global CMVN from a fixed sample of clean training utterances (the same on every rank).
+    if cfg.pretrained_encoder:
+        if mcfg.encoder != "whisper":
+            raise ValueError("pretrained_encoder needs a whisper encoder (--preset whisper_tiny)")
+        from .whisper import whisper_encoder_state
+        state, dims = whisper_encoder_state(None if cfg.pretrained_encoder == "bundled" else cfg.pretrained_encoder)
+        if any(getattr(mcfg, k) != v for k, v in dims.items()):
+            raise ValueError(f"{cfg.pretrained_encoder}: encoder shape {dims} does not match the preset's")
+        model.encoder.load_state_dict(state)
+    return model
+
+
+def _param_groups(model: model_lib.CTCModel, cfg: TrainConfig) -> list[dict]:
+    """The encoder and the rest (adapter, head, text side), so that a pretrained encoder can learn
+    more slowly (encoder_lr_scale); a frozen encoder's weights are in neither."""
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": encoder, "name": "encoder", "lr_scale": cfg.encoder_lr_scale},
+            {"params": rest, "name": "rest", "lr_scale": 1.0}]
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, model: model_lib.CTCModel, saved: dict) -> None:
+    """Load optimizer state, also from checkpoints made before the encoder/rest split (one group
+    over all of model.parameters(), in order)."""
+    if len(saved["param_groups"]) == len(optimizer.param_groups):
+        optimizer.load_state_dict(saved)
+        return
+    old_index = {id(p): i for i, p in enumerate(model.parameters())}
+    state, groups, k = {}, [], 0
+    for group in optimizer.param_groups:
+        ids = []
+        for p in group["params"]:
+            if old_index[id(p)] in saved["state"]:
+                state[k] = saved["state"][old_index[id(p)]]
+            ids.append(k)
+            k += 1
+        groups.append({**saved["param_groups"][0], "name": group["name"], "lr_scale": group["lr_scale"],
+                       "params": ids})
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _set_cmvn(model: model_lib.CTCModel, cfg: TrainConfig, train_set: SpeechDataset) -> None:
+    """Global CMVN from a fixed sample of clean training utterances (the same on every rank)."""
+    if cfg.init_from or model.config.frontend != "fbank":
+        return
     rng = random.Random(cfg.seed)
     sample = rng.sample(range(len(train_set)), min(cfg.cmvn_utterances, len(train_set)))
     examples = [train_set[(i, 0, 0.0)] for i in sample]
     model.cmvn.set_stats([e.feats for e in examples if e is not None])
-    return model
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -306,8 +359,14 @@ def train(cfg: TrainConfig) -> Path:
     tokenizer = _prepare_tokenizer(cfg, [u.text for u in train_utts], exp_dir, rank)
     train_utts = _checked(train_utts, tokenizer, cfg, rank)
     valid_utts = _checked(valid_utts, tokenizer, cfg, rank)
-    train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed)
-    valid_set = SpeechDataset(valid_utts, tokenizer)
+    torch.manual_seed(cfg.seed)
+    model = _build_model(cfg, tokenizer)
+    frontend = model.config.frontend
+    train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed,
+                              frontend=frontend)
+    valid_set = SpeechDataset(valid_utts, tokenizer, frontend=frontend)
+    _set_cmvn(model, cfg, train_set)
+    model = model.to(device)
 
     sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.batch_seconds, seed=cfg.seed,
                                    rank=rank.rank, world_size=rank.world_size, max_duration=cfg.max_duration,
@@ -316,11 +375,9 @@ def train(cfg: TrainConfig) -> Path:
     valid_loader = DataLoader(valid_set, collate_fn=collate, num_workers=cfg.num_workers, batch_sampler=DurationBatchSampler(
         [u.duration for u in valid_utts], cfg.batch_seconds, shuffle=False)) if valid_utts else None
 
-    torch.manual_seed(cfg.seed)
-    model = _build_model(cfg, tokenizer, train_set).to(device)
     _setup_text_side(model, cfg, tokenizer)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(sampler)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "bad_steps": 0, "skipped_batches": 0, "minutes": 0.0}
@@ -334,7 +391,7 @@ def train(cfg: TrainConfig) -> Path:
                 print(f"warning: {e}; trying an older checkpoint", file=sys.stderr)
             continue
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        _load_optimizer(optimizer, model, ckpt["optimizer"])
         state.update(ckpt["train_state"])
         torch.set_rng_state(ckpt["rng"][rank.rank % len(ckpt["rng"])])
         if rank.main:
@@ -454,7 +511,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
         use_specaug = cfg.specaugment and state["step"] >= cfg.specaugment_start_step
         model.spec_augment = specaug if use_specaug else None
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         outputs: dict = {}
         with amp:
             loss, count = compute_loss(run.ddp_model, batch, run.device, outputs)

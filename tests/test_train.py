@@ -98,3 +98,47 @@ def test_ddp_two_cpu_processes(tone_corpus, tmp_path):
     assert (exp / "model.pt").exists()
     assert "2 process(es)" in out.stderr
     assert "2 ranks in sync" in out.stderr
+
+
+def test_frozen_encoder_and_encoder_lr_scale(tone_corpus, tmp_path):
+    """freeze_encoder: only what follows the encoder learns, and the encoder's dropout stays off;
+    encoder_lr_scale sets the encoder's share of the learning rate."""
+    torch.manual_seed(0)
+    cfg = tiny_train_config(tone_corpus, tmp_path / "frozen", max_steps=4, checkpoint_every=4,
+                            freeze_encoder=True, model_overrides={"dropout": 0.1})
+    train(cfg)
+    trained = load_checkpoint(tmp_path / "frozen" / "checkpoint-4.pt")["model"]
+    torch.manual_seed(0)
+    vocab = type("T", (), {"vocab_size": trained["head.weight"].shape[0]})()
+    init = asr.trainer._build_model(cfg, vocab)
+    assert all(torch.equal(v, init.state_dict()[k]) for k, v in trained.items() if k.startswith("encoder."))
+    assert not torch.equal(trained["head.weight"], init.state_dict()["head.weight"])
+    init.train()
+    assert not init.encoder.training and init.head.training
+
+    train(tiny_train_config(tone_corpus, tmp_path / "scaled", max_steps=4, checkpoint_every=4, encoder_lr_scale=0.5))
+    groups = {g["name"]: g for g in load_checkpoint(tmp_path / "scaled" / "checkpoint-4.pt")["optimizer"]["param_groups"]}
+    assert groups["encoder"]["lr"] == pytest.approx(0.5 * groups["rest"]["lr"]) and groups["rest"]["lr"] > 0
+
+
+def test_resume_from_a_checkpoint_with_one_optimizer_group(tone_corpus, tmp_path):
+    """Checkpoints written before the encoder/rest split (one AdamW group) still resume."""
+    torch.manual_seed(0)
+    cfg = tiny_train_config(tone_corpus, tmp_path / "exp", max_steps=4, checkpoint_every=4)
+    train(cfg)
+    path = tmp_path / "exp" / "checkpoint-4.pt"
+    ckpt = load_checkpoint(path)
+    opt = ckpt["optimizer"]
+    model = asr.trainer._build_model(cfg, type("T", (), {"vocab_size": ckpt["model"]["head.weight"].shape[0]})())
+    # Rebuild the old layout: one group over model.parameters(), in order.
+    encoder = list(model.encoder.parameters())
+    grouped = encoder + [p for p in model.parameters() if all(p is not q for q in encoder)]
+    new_index = [next(i for i, q in enumerate(grouped) if q is p) for p in model.parameters()]
+    old = {"state": {i: opt["state"][j] for i, j in enumerate(new_index) if j in opt["state"]},
+           "param_groups": [{**{k: v for k, v in opt["param_groups"][1].items() if k not in ("name", "lr_scale")},
+                             "params": list(range(len(grouped)))}]}
+    torch.save({**ckpt, "optimizer": old}, path)
+    train(tiny_train_config(tone_corpus, tmp_path / "exp", max_steps=6, checkpoint_every=4))
+    resumed = load_checkpoint(tmp_path / "exp" / "checkpoint-6.pt")["optimizer"]
+    assert [g["name"] for g in resumed["param_groups"]] == ["encoder", "rest"]
+    assert resumed["state"][0]["step"] == 6

