@@ -213,7 +213,8 @@ def train_cmd(
              "tokenizer": tokenizer, "vocab_size": vocab_size, "epochs": epochs, "max_steps": max_steps,
              "max_minutes": max_minutes, "batch_seconds": batch_seconds, "lr": lr, "warmup_steps": warmup_steps,
              "checkpoint_every": checkpoint_every, "average_last": average_last, "init_from": init_from,
-             "pretrained_encoder": pretrained_encoder, "augment": False if no_augment else None, "specaugment": False if no_specaugment else None,
+             "pretrained_encoder": pretrained_encoder, "augment": False if no_augment else None,
+             "specaugment": False if no_specaugment else None,
              "seed": seed, "threads": threads, "num_workers": num_workers, "log": log, "device": device,
              "valid_every_steps": valid_every_steps, "skip_bad": True if skip_bad else None}
     cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
