@@ -58,7 +58,9 @@ def check_in_sync(model, rank: Dist) -> None:
     gathered = [torch.zeros_like(checksum) for _ in range(rank.world_size)]
     dist.all_gather(gathered, checksum)
     values = [float(g) for g in gathered]
-    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+    # Identical updates keep ranks equal up to rounding in the collectives (about 1e-6 relative
+    # after thousands of steps was seen here); a skipped or diverged step differs by far more.
+    if max(values) - min(values) > 1e-4 * max(1.0, abs(values[0])):
         raise OutOfSyncError(f"DDP ranks ended with different weights (checksums {values})")
     if rank.main:
         print(f"{rank.world_size} ranks in sync (weight checksum {values[0]:.6f})", file=sys.stderr)
