@@ -40,7 +40,7 @@ def row(check: str, result: str, detail: str = "") -> None:
 
 
 def equivalence(dev: torch.device) -> None:
-    for preset in ("small", "whisper_tiny"):
+    for preset in ("small", "whisper_tiny", "whisper_tiny_adapter"):
         torch.manual_seed(0)
         model = CTCModel(PRESETS[preset](vocab_size=256)).eval()
         x = torch.randn(3, 1000, 80) - 4
@@ -94,7 +94,7 @@ def training(dev: torch.device, tmp: Path) -> None:
 
 
 def speed(dev: torch.device) -> None:
-    for preset in ("small", "whisper_tiny"):
+    for preset in ("small", "whisper_tiny", "whisper_tiny_adapter"):
         torch.manual_seed(0)
         model = CTCModel(PRESETS[preset](vocab_size=256)).to(dev)
         b, secs = 32, 20
