@@ -23,6 +23,7 @@ from torch import nn
 
 from .audio import SAMPLE_RATE
 from .features import HOP_LENGTH, N_FFT, WIN_LENGTH
+from .model import lengths_to_mask
 
 LOG_FLOOR = 1e-10
 DYNAMIC_RANGE = 8.0           # log10 units kept below each input's loudest bin (as Whisper does)
@@ -90,8 +91,6 @@ class WhisperEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from .model import lengths_to_mask
-
         x = x * lengths_to_mask(lengths, x.shape[1])[..., None]
         x = F.gelu(self.conv1(x.transpose(1, 2)))
         x = x * lengths_to_mask(lengths, x.shape[2])[:, None, :]

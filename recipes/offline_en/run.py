@@ -46,13 +46,12 @@ def stage_text(args, out: Path) -> None:
         print(f"text: {name}: {len(lines)} sentences", file=sys.stderr)
 
 
-def _names(option: str) -> list[str] | None:
-    return None if option == "all" else option.split(",")
+def _names(option: str) -> set[str] | None:
+    return None if option == "all" else set(option.split(","))
 
 
-def _jobs(out: Path, seed: int, engines: list[str] | None = None) -> dict[str, list[synth.Job]]:
+def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, list[synth.Job]]:
     rng = random.Random(seed)
-    engines = set(engines) if engines is not None else None
     jobs = {}
     for split, unseen in (("train", False), ("dev", False), ("test", True)):
         lines = (out / "text" / f"{split}.txt").read_text().split("\n")
@@ -64,7 +63,7 @@ def _jobs(out: Path, seed: int, engines: list[str] | None = None) -> dict[str, l
 
 def stage_synth(args, out: Path) -> None:
     wanted = _names(args.engines)
-    missing = [e for e, ok in synth.available_engines().items() if not ok and (wanted is None or e in wanted + ["sox"])]
+    missing = [e for e, ok in synth.available_engines().items() if not ok and (wanted is None or e in wanted | {"sox"})]
     if missing:
         sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps")
     all_jobs = [j for js in _jobs(out, args.seed, wanted).values() for j in js]

@@ -45,33 +45,23 @@ class Job:
 def sample_voice(rng: random.Random, unseen: bool, engines: set[str] | None = None) -> str:
     """Draw one voice configuration (engine, speaker, rate, pitch); `engines` limits the families
     (e.g. {"espeak"} for a quick run), None draws from all of them."""
-    if engines is not None:
-        return _sample_from(rng, unseen, engines)
-    if unseen:
-        family = rng.choice(["espeak", "flite", "festival"])
-        if family == "espeak":
-            return f"espeak:{rng.choice(ESPEAK_ACCENTS_UNSEEN)}+{rng.choice(ESPEAK_VARIANTS)}"
-        if family == "flite":
-            return f"flite:{rng.choice(FLITE_UNSEEN)}"
+    if unseen or engines is not None:
+        families = [f for f in (("espeak", "flite", "festival") if unseen else ("espeak", "flite", "piper"))
+                    if engines is None or f in engines]
+        if not families:
+            raise ValueError(f"no {'unseen' if unseen else 'training'} voice family among {sorted(engines)}")
+        family = rng.choice(families)
+    else:
+        r = rng.random()
+        family = "espeak" if r < 0.5 else "flite" if r < 0.7 else "piper"
+    if family == "espeak":
+        accents = ESPEAK_ACCENTS_UNSEEN if unseen else ESPEAK_ACCENTS_TRAIN
+        return f"espeak:{rng.choice(accents)}+{rng.choice(ESPEAK_VARIANTS)}"
+    if family == "flite":
+        return f"flite:{rng.choice(FLITE_UNSEEN if unseen else FLITE_TRAIN)}"
+    if family == "festival":
         return f"festival:{rng.choice(FESTIVAL_UNSEEN)}"
-    r = rng.random()
-    if r < 0.5:
-        return f"espeak:{rng.choice(ESPEAK_ACCENTS_TRAIN)}+{rng.choice(ESPEAK_VARIANTS)}"
-    if r < 0.7:
-        return f"flite:{rng.choice(FLITE_TRAIN)}"
     return "piper:joe"
-
-
-def _sample_from(rng: random.Random, unseen: bool, engines: set[str]) -> str:
-    accents = ESPEAK_ACCENTS_UNSEEN if unseen else ESPEAK_ACCENTS_TRAIN
-    families = {"espeak": lambda: f"espeak:{rng.choice(accents)}+{rng.choice(ESPEAK_VARIANTS)}",
-                "flite": lambda: f"flite:{rng.choice(FLITE_UNSEEN if unseen else FLITE_TRAIN)}"}
-    families.update({"festival": lambda: f"festival:{rng.choice(FESTIVAL_UNSEEN)}"} if unseen else
-                    {"piper": lambda: "piper:joe"})
-    names = sorted(set(families) & engines)
-    if not names:
-        raise ValueError(f"no {'unseen' if unseen else 'training'} voice family among {sorted(engines)}")
-    return families[rng.choice(names)]()
 
 
 def available_engines() -> dict[str, bool]:
