@@ -70,6 +70,8 @@ def _lm_choice(lm: str, model: Optional[Path]) -> Optional[str]:
     return None if lm == "none" else lm
 
 
+BLANK_SKIP_HELP = ("Beam search: cut runs of frames whose blank probability exceeds this to one frame "
+                   "before searching (faster; 1 = keep every frame).")
 RUNTIME_HELP = ("torch; onnx = ONNX Runtime on the CPU (faster; exported once into ~/.cache/asr); "
                 "onnx-int8 = the same with int8 weights.")
 
@@ -91,6 +93,7 @@ def transcribe_cmd(
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: float = typer.Option(0.5, "--lm-weight"),
     word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
+    blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     fmt: Format = typer.Option(Format.txt, "--format", "-f",
                                help="txt, json (word times and confidences), srt, vtt (subtitles), ctm (sclite)."),
@@ -109,7 +112,8 @@ def transcribe_cmd(
     if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
         _fail(f"--format {fmt.value} with several files needs --output-dir")
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
-                            lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
+                            lm_weight=lm_weight, word_score=word_score, blank_skip_threshold=blank_skip,
+                            runtime=runtime.value)
     failures: list[str] = []
 
     def on_error(path: str, reason: str) -> None:
@@ -142,6 +146,7 @@ def evaluate_cmd(
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: float = typer.Option(0.5, "--lm-weight"),
     word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
+    blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads"),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
     device: str = typer.Option("auto", "--device"),
@@ -154,7 +159,8 @@ def evaluate_cmd(
     from .inference import evaluate, load_model
 
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
-                            lm_weight=lm_weight, word_score=word_score, runtime=runtime.value)
+                            lm_weight=lm_weight, word_score=word_score, blank_skip_threshold=blank_skip,
+                            runtime=runtime.value)
     ev = evaluate(manifest, recognizer, report_dir=report)
     for f in ev.failures:
         typer.echo(f"error: {f}", err=True)

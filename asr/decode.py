@@ -19,7 +19,8 @@ class DecodingOptions:
     lm_weight: float = 0.5         # shallow-fusion weight of the LM (when one is given)
     word_score: float = 1.5        # insertion bonus per token against the LM's deletions (only with an LM;
                                    # 1.5 with lm_weight 0.5 was tuned for the shipped model on dev)
-    blank_skip_threshold: float = 1.0  # frames with blank prob above this are skipped (1.0 = none)
+    blank_skip_threshold: float = 1.0    # beam search: runs of frames whose blank prob exceeds this are
+                                         # cut to their first frame before the search (1.0 = keep all)
 
 
 @dataclass
@@ -37,6 +38,21 @@ def _check(log_probs: torch.Tensor, lengths: torch.Tensor, vocab_size: int) -> N
         raise ValueError(f"log_probs has {log_probs.shape[-1]} classes, tokenizer has {vocab_size}")
     if lengths.shape != (log_probs.shape[0],):
         raise ValueError(f"lengths must be ({log_probs.shape[0]},), got {tuple(lengths.shape)}")
+
+
+def skip_blank_runs(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int,
+                    threshold: float) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Cut each run of frames whose blank probability exceeds `threshold` to its first frame.
+
+    One blank frame of every run stays, so repeated tokens stay separated; the removed frames are
+    near-certain blanks, which change every hypothesis's score alike. Returns the compacted
+    (B, T', V) log-probs, their lengths and, per utterance, the original index of each kept frame.
+    """
+    sure = log_probs[..., blank] > torch.log(torch.tensor(threshold))
+    keep = ~(sure & torch.cat([torch.zeros_like(sure[:, :1]), sure[:, :-1]], dim=1))
+    kept = [keep[b, :int(lengths[b])].nonzero().squeeze(1) for b in range(log_probs.shape[0])]
+    out = torch.nn.utils.rnn.pad_sequence([log_probs[b, idx] for b, idx in enumerate(kept)], batch_first=True)
+    return out, torch.tensor([len(idx) for idx in kept], dtype=lengths.dtype), kept
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer) -> list[DecodingResult]:
@@ -82,9 +98,14 @@ class BeamSearchDecoder:
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:
         _check(log_probs, lengths, self.tokenizer.vocab_size)
-        hyps = self.decoder(log_probs.detach().float().cpu().contiguous(), lengths.cpu().to(torch.int32))
+        log_probs, lengths = log_probs.detach().float().cpu(), lengths.cpu()
+        kept = None
+        if self.options.blank_skip_threshold < 1.0 and log_probs.shape[1]:
+            log_probs, lengths, kept = skip_blank_runs(log_probs, lengths, self.tokenizer.blank_id,
+                                                       self.options.blank_skip_threshold)
+        hyps = self.decoder(log_probs.contiguous(), lengths.to(torch.int32))
         out = []
-        for nbest in hyps:
+        for b, nbest in enumerate(hyps):
             if not nbest:
                 out.append(DecodingResult("", []))
                 continue
@@ -93,6 +114,8 @@ class BeamSearchDecoder:
             keep = [i for i, t in enumerate(h.tokens.tolist()) if t != self.tokenizer.blank_id]
             tokens = [int(h.tokens[i]) for i in keep]
             frames = [max(int(h.timesteps[i]) - 1, 0) for i in keep]
+            if kept is not None:
+                frames = [int(kept[b][min(f, len(kept[b]) - 1)]) for f in frames]
             out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(h.score)))
         return out
 

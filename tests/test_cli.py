@@ -78,7 +78,7 @@ def test_silence_gives_empty_transcript(tiny_model, tmp_path):
 
 def test_evaluate_last_line_and_report(tiny_model, tone_corpus, tmp_path):
     res = runner.invoke(app, ["evaluate", str(tone_corpus / "train.jsonl"), "--model", str(tiny_model),
-                              "--report", str(tmp_path / "rep"), "--beam-size", "4"])
+                              "--report", str(tmp_path / "rep"), "--beam-size", "4", "--blank-skip", "0.99"])
     assert res.exit_code == 0, res.output
     last = res.stdout.strip().splitlines()[-1].split()
     assert last[0::2] == ["WER", "SUB", "DEL", "INS", "RTF", "N"]
@@ -114,3 +114,17 @@ def test_lm_choice_defaults_to_shipped_lm_only_for_shipped_model(tmp_path):
     assert _lm_choice("none", None) is None
     assert _lm_choice("default", tmp_path / "m.pt") == "default"
     assert _lm_choice("lm.pt", None) == "lm.pt"
+
+
+def test_cli_decoding_defaults_are_the_library_defaults():
+    import inspect
+
+    from asr.cli import evaluate_cmd, transcribe_cmd
+    from asr.decode import DecodingOptions
+
+    d = DecodingOptions()
+    for fn in (transcribe_cmd, evaluate_cmd):
+        params = inspect.signature(fn).parameters
+        assert params["lm_weight"].default.default == d.lm_weight
+        assert params["word_score"].default.default == d.word_score
+        assert params["blank_skip"].default.default == d.blank_skip_threshold

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.decode import BeamSearchDecoder, DecodingOptions, decode, greedy_decode
+from asr.decode import BeamSearchDecoder, DecodingOptions, decode, greedy_decode, skip_blank_runs
 from asr.tokenizer import CharTokenizer
 
 TOK = CharTokenizer()
@@ -70,3 +70,25 @@ def test_decode_checks_shapes():
         greedy_decode(torch.zeros(3, TOK.vocab_size), torch.tensor([3]), TOK)
     with pytest.raises(ValueError, match="lengths"):
         greedy_decode(torch.zeros(2, 3, TOK.vocab_size), torch.tensor([3]), TOK)
+
+
+def test_skip_blank_runs_keeps_one_blank_per_run():
+    frames = ["<blk>", "<blk>", "<blk>", "a", "<blk>", "<blk>", "a", "<blk>"]
+    lp = peaked(frames)
+    lp = torch.cat([lp, peaked(["b", "<blk>", "<blk>", "c"] + ["<blk>"] * 4)])
+    out, lengths, kept = skip_blank_runs(lp, torch.tensor([8, 4]), TOK.blank_id, 0.99)
+    assert kept[0].tolist() == [0, 3, 4, 6, 7]
+    assert kept[1].tolist() == [0, 1, 3]          # frames past the length are not looked at
+    assert lengths.tolist() == [5, 3] and out.shape[1] == 5
+    assert torch.equal(out[0], lp[0, kept[0]])
+
+
+def test_beam_with_blank_skipping_gives_the_same_text_and_original_frames():
+    torch.manual_seed(0)
+    frames = ["<blk>"] * 5 + ["a"] + ["<blk>"] * 6 + ["a", "<blk>", "b"] + ["<blk>"] * 7 + ["|", "c"] + ["<blk>"] * 3
+    lp = (peaked(frames) + 0.5 * torch.randn(1, len(frames), TOK.vocab_size)).log_softmax(-1)
+    lengths = torch.tensor([len(frames)])
+    full = BeamSearchDecoder(TOK, DecodingOptions(beam_size=8))(lp, lengths)[0]
+    fast = BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, blank_skip_threshold=0.95))(lp, lengths)[0]
+    assert fast.text == full.text == "aab c"
+    assert fast.frames == full.frames == [5, 12, 14, 22, 23]

@@ -109,6 +109,12 @@ def test_offline_en_recipe_smoke(tmp_path, capsys):
     assert not {u.text for u in test} & {u.text for u in train}
     assert (out / "train" / "tokenizer.pt").exists() and (out / "train" / "model.pt").exists()
     assert "| test-unseen | greedy |" in (out / "RESULTS.md").read_text()
+    # telephone copy of test-unseen: 8 kHz mu-law files, same texts, scored too
+    narrow = read_manifest(out / "test-unseen-8k.jsonl")
+    assert [u.text for u in narrow] == [u.text for u in test]
+    info = sf.info(narrow[0].audio_filepath)
+    assert (info.samplerate, info.subtype) == (8000, "ULAW")
+    assert "| test-unseen-8k | greedy |" in (out / "RESULTS.md").read_text()
     assert (out / "export" / "model.pt").exists()
 
     capsys.readouterr()

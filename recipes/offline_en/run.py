@@ -10,7 +10,8 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
   4 tokenizer  sentencepiece BPE on the training text
   5 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
                encoder, frozen, with a Conformer adapter and CTC head trained on top
-  6 score      greedy and beam WER on every split -> OUT/RESULTS.md
+  6 score      greedy and beam WER on every split and on 8 kHz telephone copies of
+               test-unseen and dev-real -> OUT/RESULTS.md
   7 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt)
 """
 
@@ -129,13 +130,41 @@ def stage_train(args, out: Path) -> None:
         *args.train_args])
 
 
+def narrowband(out: Path, split: str) -> None:
+    """OUT/<split>-8k.jsonl: the split as telephone audio (300-3400 Hz, 8 kHz mu-law WAV files in
+    OUT/wav-8k/), for scoring narrowband speech; files already written are kept."""
+    import soundfile as sf
+    import torchaudio.functional as AF
+
+    from asr.audio import SAMPLE_RATE, load_audio, resample
+    from asr.io import atomic_write
+
+    src, dst = out / f"{split}.jsonl", out / f"{split}-8k.jsonl"
+    if not src.exists():
+        return
+    utts = []
+    for u in read_manifest(src):
+        path = out / "wav-8k" / f"{Path(u.audio_filepath).stem}.wav"
+        if not path.exists():
+            x = AF.highpass_biquad(load_audio(u.audio_filepath), SAMPLE_RATE, 300.0)
+            x = AF.lowpass_biquad(resample(x, SAMPLE_RATE, 8000), 8000, 3400.0)
+            with atomic_write(path, "wb") as f:
+                sf.write(f, (x / x.abs().max().clamp_min(1e-8) * 0.9).numpy(), 8000, format="WAV", subtype="ULAW")
+        utts.append(Utterance(str(path), u.text, u.duration, dict(u.extra)))
+    write_manifest(dst, utts)
+
+
 def stage_score(args, out: Path) -> None:
-    """WER per split (greedy, beam, beam + LM when OUT/lm/lm.pt exists) and pocketsphinx on
-    dev-real in the same run -> OUT/score/summary.tsv and OUT/RESULTS.md."""
+    """WER per split (greedy, beam, beam + LM when OUT/lm/lm.pt exists), also on 8 kHz telephone
+    copies of test-unseen and dev-real, and pocketsphinx on dev-real in the same run ->
+    OUT/score/summary.tsv and OUT/RESULTS.md."""
     import csv
     import platform
 
     from asr.inference import evaluate, load_model
+
+    for split in ("test-unseen", "dev-real"):
+        narrowband(out, split)
 
     model = out / args.train_dir / "model.pt"
     lm = out / "lm" / "lm.pt"
@@ -144,7 +173,7 @@ def stage_score(args, out: Path) -> None:
         decodings.append((f"beam {args.beam_size} + LM", {"beam_size": args.beam_size, "lm": lm,
                                                            "lm_weight": args.lm_weight, "word_score": args.word_score}))
     rows = []
-    for split in ("dev", "test-unseen", "dev-real"):
+    for split in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k"):
         manifest = out / f"{split}.jsonl"
         if not manifest.exists():
             continue
