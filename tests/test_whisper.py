@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +158,10 @@ def test_train_from_pretrained_encoder_then_transcribe(tone_corpus, tmp_path, mo
     expected = rec.transcribe(wav)
     onnx = load_model(tmp_path / "exp" / "model.pt", runtime="onnx", threads=1).transcribe(wav)
     assert onnx.text == expected.text
+
+    # benchmarks/profile_step.py splits a step of this (frozen-encoder) model into its parts.
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "profile_step.py"),
+                          "--model", str(tmp_path / "exp" / "model.pt"), "--manifest", cfg.train_manifest,
+                          "--batches", "2"], capture_output=True, text=True, check=True).stdout
+    assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == [
+        "data", "encoder (frozen, forward)", "adapter + head (fwd, bwd, step)"]
