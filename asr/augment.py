@@ -74,12 +74,16 @@ def reverberate(wav: torch.Tensor, rt60: float, rng: random.Random | None = None
     return out * (wav.abs().max() / out.abs().max().clamp_min(1e-8))
 
 
+def band_limit_8k(wav: torch.Tensor, cutoff: float = 3400.0) -> torch.Tensor:
+    """16 kHz waveform -> the telephone band at 8 kHz: high-pass at 300 Hz, low-pass at `cutoff`."""
+    x = torchaudio.functional.highpass_biquad(wav, SAMPLE_RATE, 300.0)
+    return torchaudio.functional.lowpass_biquad(resample(x, SAMPLE_RATE, 8000), 8000, cutoff)
+
+
 def telephone(wav: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
     """Narrowband channel: 300-3400 Hz band, 8 kHz sampling, mu-law companding, back to 16 kHz."""
     rng = rng or random
-    x = torchaudio.functional.highpass_biquad(wav, SAMPLE_RATE, 300.0)
-    x = resample(x, SAMPLE_RATE, 8000)
-    x = torchaudio.functional.lowpass_biquad(x, 8000, rng.uniform(3000.0, 3500.0))
+    x = band_limit_8k(wav, rng.uniform(3000.0, 3500.0))
     peak = x.abs().max().clamp_min(1e-8)
     bits = rng.choice([256, 256, 64])  # 8-bit mu-law, sometimes coarser (codec-like)
     x = torchaudio.functional.mu_law_decoding(torchaudio.functional.mu_law_encoding(x / peak, bits), bits) * peak

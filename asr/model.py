@@ -89,9 +89,9 @@ def whisper_tiny(**overrides) -> ModelConfig:
 
 
 def whisper_tiny_adapter(**overrides) -> ModelConfig:
-    """~11.5M parameters: Whisper tiny's encoder, then a stride-2 conv to 256 and 2 Conformer
+    """~11.0M parameters: Whisper tiny's encoder, then a stride-2 conv to 256 and 2 Conformer
     blocks (40 ms frames). Trained with the pretrained encoder frozen (TrainConfig.freeze_encoder),
-    only the 3.7M adapter and head learn, which is fast on a CPU."""
+    only the 3.4M adapter and head learn, which is fast on a CPU."""
     return replace(whisper_tiny(subsampling=4, adapter_layers=2, adapter_dim=256), **overrides)
 
 

@@ -262,7 +262,7 @@ def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
     finally:
         lm_lib.LSTMStepper = original
     skip = load_model(device="cpu", threads=1, lm="default", blank_skip_threshold=0.99).decoder
-    share = sum(float((lp[:, 0] > math.log(0.99)).float().sum()) for lp in lps) / sum(lp.shape[0] for lp in lps)
+    share = sum(float((lp[:, rec.tokenizer.blank_id] > math.log(0.99)).float().sum()) for lp in lps) / sum(lp.shape[0] for lp in lps)
     rows = []
     for name, dec in (("torch.lstm per token, every frame (first version)", first),
                       ("numpy LSTMStepper, every frame (default)", rec.decoder),

@@ -134,9 +134,9 @@ def narrowband(out: Path, split: str) -> None:
     """OUT/<split>-8k.jsonl: the split as telephone audio (300-3400 Hz, 8 kHz mu-law WAV files in
     OUT/wav-8k/), for scoring narrowband speech; files already written are kept."""
     import soundfile as sf
-    import torchaudio.functional as AF
 
-    from asr.audio import SAMPLE_RATE, load_audio, resample
+    from asr.audio import load_audio
+    from asr.augment import band_limit_8k
     from asr.io import atomic_write
 
     src, dst = out / f"{split}.jsonl", out / f"{split}-8k.jsonl"
@@ -146,8 +146,7 @@ def narrowband(out: Path, split: str) -> None:
     for u in read_manifest(src):
         path = out / "wav-8k" / f"{Path(u.audio_filepath).stem}.wav"
         if not path.exists():
-            x = AF.highpass_biquad(load_audio(u.audio_filepath), SAMPLE_RATE, 300.0)
-            x = AF.lowpass_biquad(resample(x, SAMPLE_RATE, 8000), 8000, 3400.0)
+            x = band_limit_8k(load_audio(u.audio_filepath))
             with atomic_write(path, "wb") as f:
                 sf.write(f, (x / x.abs().max().clamp_min(1e-8) * 0.9).numpy(), 8000, format="WAV", subtype="ULAW")
         utts.append(Utterance(str(path), u.text, u.duration, dict(u.extra)))

@@ -79,7 +79,7 @@ SOURCES = {"wordnet": wordnet_sentences, "fortunes": fortune_sentences,
            "jargon": jargon_sentences, "bible": bible_sentences}
 
 
-def collect_sentences(seed: int = 0, sources: list[str] | None = None) -> list[str]:
+def collect_sentences(seed: int = 0, sources: set[str] | None = None) -> list[str]:
     vocab = {w.strip().lower() for w in DICT.open(encoding="utf-8", errors="ignore")} if DICT.exists() else None
     seen: set[str] = set()
     out: list[str] = []
