@@ -30,9 +30,10 @@ def load_utterance(utt: Utterance) -> torch.Tensor:
 
 @dataclass
 class Example:
-    feats: torch.Tensor    # (T, n_mels)
+    feats: torch.Tensor    # (T, n_mels), or (T', d_model) for a cached encoder's output
     tokens: list[int]
     utt: Utterance
+    encoded: bool = False  # feats are the (frozen) encoder's output: see asr/encoder_cache.py
 
 
 class SpeechDataset(Dataset):
@@ -79,6 +80,7 @@ def collate(examples: list[Example | None]) -> dict:
         "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
         "texts": [normalize_text(e.utt.text) for e in examples],
         "ids": [e.utt.id for e in examples],
+        "encoded": bool(examples) and examples[0].encoded,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -32,7 +33,8 @@ def setup_distributed(device: torch.device) -> Dist:
     if world <= 1:
         return Dist()
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend)
+    # Long waits happen at barriers (a rank building its share of an encoder cache): allow hours.
+    dist.init_process_group(backend, timeout=timedelta(hours=3))
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

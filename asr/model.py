@@ -275,11 +275,16 @@ class CTCModel(nn.Module):
             return self.head_proj(hidden) @ self.output_embeddings().t() + self.head_bias
         return self.head(hidden)
 
-    def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.cmvn(feats)
-        if self.spec_augment is not None:
-            x = self.spec_augment(x, lengths)
-        x, lengths = self.encoder(x, lengths)
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor,
+               encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """encoded=True: `feats` are already the encoder's output (a frozen encoder's cache)."""
+        if encoded:
+            x = self.spec_augment(feats, lengths) if self.spec_augment is not None else feats
+        else:
+            x = self.cmvn(feats)
+            if self.spec_augment is not None:
+                x = self.spec_augment(x, lengths)
+            x, lengths = self.encoder(x, lengths)
         return self.adapter(x, lengths) if self.adapter is not None else (x, lengths)
 
     def freeze_encoder(self) -> None:
@@ -294,9 +299,10 @@ class CTCModel(nn.Module):
             self.encoder.eval()
         return self
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor,
+                encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """feats: (B, T, n_mels) log-mel, lengths: (B,) -> logits (B, T', vocab), lengths (B,)."""
-        hidden, lengths = self.encode(feats, lengths)
+        hidden, lengths = self.encode(feats, lengths, encoded)
         return self.head_logits(hidden), lengths
 
     def num_params(self) -> int:

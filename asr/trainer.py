@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import model as model_lib
@@ -29,7 +29,7 @@ from .checkpoint import (average_checkpoints, load_checkpoint, model_from_checkp
                          step_checkpoints, write_checkpoint)
 from .data import DurationBatchSampler, SpeechDataset, collate, validate_utterances
 from .decode import greedy_decode
-from .features import FRAMES_PER_SECOND, SpecAugment
+from .features import FRAMES_PER_SECOND, SpecAugment, SpecAugmentConfig
 from .distributed import Dist, agree, check_in_sync, pick_device, setup_distributed
 from .io import atomic_write
 from .lm import load_lm, read_text
@@ -59,6 +59,8 @@ class TrainConfig:
     pretrained_encoder: str = ""     # whisper_tiny preset: a CTranslate2 Whisper dir, or "bundled"
     encoder_lr_scale: float = 1.0    # the encoder's LR = lr * this (e.g. 0.1 for a pretrained encoder)
     freeze_encoder: bool = False     # keep the (pretrained) encoder fixed; adapter and head learn
+    encoder_cache_copies: int = 0    # frozen encoder: run it once on this many augmented copies, train on its output
+    encoder_cache_dir: str = ""      # where that cache lives ("" = EXP_DIR/encoder-cache)
     epochs: int = 10
     max_steps: int = 0               # 0 = epochs decide
     max_minutes: float = 0.0         # stop (with a checkpoint) after this much wall time; 0 = none
@@ -158,7 +160,7 @@ def compute_loss(model, batch: dict, device: torch.device, outputs: dict | None 
     """Summed CTC loss of the batch and its utterance count (infinite losses are zeroed).
     When `outputs` is a dict, the log-probs and output lengths are left in it."""
     feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
-    logits, out_lengths = model(feats, lengths)
+    logits, out_lengths = model(feats, lengths, encoded=batch.get("encoded", False))
     log_probs = logits.float().log_softmax(-1)
     loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"].to(device), out_lengths,
                       batch["target_lengths"].to(device), blank=0, reduction="sum", zero_infinity=True)
@@ -367,6 +369,12 @@ def train(cfg: TrainConfig) -> Path:
     valid_set = SpeechDataset(valid_utts, tokenizer, frontend=frontend)
     _set_cmvn(model, cfg, train_set)
     model = model.to(device)
+    if cfg.encoder_cache_copies:
+        if not model.frozen_encoder:
+            raise ValueError("encoder_cache_copies needs a frozen encoder (freeze_encoder=true)")
+        from .encoder_cache import cached_dataset
+        train_set = cached_dataset(model, train_set, Path(cfg.encoder_cache_dir or exp_dir / "encoder-cache"),
+                                   cfg.encoder_cache_copies, cfg.augment_ramp_steps > 0, rank, cfg.batch_seconds, device)
 
     sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.batch_seconds, seed=cfg.seed,
                                    rank=rank.rank, world_size=rank.world_size, max_duration=cfg.max_duration,
@@ -446,7 +454,7 @@ class _Run:
     ddp_model: torch.nn.Module
     tokenizer: Tokenizer
     optimizer: torch.optim.Optimizer
-    train_set: SpeechDataset
+    train_set: SpeechDataset | Dataset   # EncodedDataset with an encoder cache
     sampler: DurationBatchSampler
     valid_loader: DataLoader | None
     total_steps: int
@@ -503,10 +511,15 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
                unit="batch", dynamic_ncols=True)
     epoch_start, data_time, audio_seconds = time.time(), 0.0, 0.0
     specaug = SpecAugment()
+    encoder_stride = model.config.subsampling // (2 if model.config.adapter_layers else 1)
+    if cfg.encoder_cache_copies:   # masks on the encoder's output: as wide a share of its channels
+        d, n_mels = model.config.d_model, model.config.n_mels
+        specaug = SpecAugment(SpecAugmentConfig(freq_width=round(SpecAugmentConfig.freq_width * d / n_mels)))
     t_data = time.time()
     for batch in loader:
         data_time += time.time() - t_data
-        audio_seconds += float(batch["lengths"].sum()) / FRAMES_PER_SECOND * run.rank.world_size
+        frames = float(batch["lengths"].sum()) * (encoder_stride if batch["encoded"] else 1)
+        audio_seconds += frames / FRAMES_PER_SECOND * run.rank.world_size
         lr = lr_at(state["step"], cfg, run.total_steps, run.minutes())
         use_specaug = cfg.specaugment and state["step"] >= cfg.specaugment_start_step
         model.spec_augment = specaug if use_specaug else None

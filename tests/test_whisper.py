@@ -164,3 +164,45 @@ def test_train_from_pretrained_encoder_then_transcribe(tone_corpus, tmp_path, mo
                           "--batches", "2"], capture_output=True, text=True, check=True).stdout
     assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == [
         "data", "encoder (frozen, forward)", "adapter + head (fwd, bwd, step)"]
+
+
+def test_encoder_cache_feeds_the_adapter_what_the_frozen_encoder_computes(tone_corpus, tmp_path):
+    """encoder_cache_copies: the frozen encoder runs once per copy (clean + augmented), training reads
+    its output, the model gives the same logits from the cache as from audio, and a rebuild skips
+    finished parts."""
+    from dataclasses import replace
+
+    from asr.augment import AugmentConfig
+    from asr.data import SpeechDataset
+    from asr.encoder_cache import EncodedDataset, build_cache, copy_names
+    from asr.manifest import read_manifest
+    from asr.trainer import train
+
+    folder, _ = fake_whisper(tmp_path / "w")
+    cfg = tiny_train_config(tone_corpus, tmp_path / "exp", preset="whisper_tiny_adapter", pretrained_encoder=str(folder),
+                            freeze_encoder=True, encoder_cache_copies=2, augment=True, augment_ramp_steps=10,
+                            specaugment=True, max_steps=20, model_overrides={**DIMS, "adapter_dim": 16, "dropout": 0.0})
+    with pytest.raises(ValueError, match="needs a frozen encoder"):
+        train(replace(cfg, freeze_encoder=False, exp_dir=str(tmp_path / "unfrozen")))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(train(cfg)))
+    (cache,) = (tmp_path / "exp" / "encoder-cache").iterdir()
+    assert sorted(p.name for p in cache.glob("*.json")) == ["aug0-r0-of1.json", "aug1-r0-of1.json", "clean-r0-of1.json"]
+
+    model.eval()
+    utts = read_manifest(cfg.train_manifest)
+    speech = SpeechDataset(utts, tokenizer, AugmentConfig(), frontend="whisper")
+    cached = EncodedDataset(speech, cache, copy_names(2, clean=True))
+    assert cached[(3, 0, 0.0)].encoded and len(cached) == len(utts)
+    a, b = cached[(3, 0, 1.0)].feats, cached[(3, 1, 1.0)].feats     # two augmented copies differ
+    assert not (a.shape == b.shape and torch.equal(a, b))
+    clean, feats = cached[(3, 0, 0.0)].feats, speech[(3, 0, 0.0)].feats
+    with torch.no_grad():
+        n = torch.tensor([feats.shape[0]])
+        from_audio, _ = model(feats[None], n)
+        from_cache, _ = model(clean[None], torch.tensor([clean.shape[0]]), encoded=True)
+    assert torch.allclose(from_audio, from_cache, atol=2e-2)
+
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    build_cache(model, speech, cache, copy_names(2, clean=True), progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+

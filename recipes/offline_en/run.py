@@ -126,6 +126,8 @@ def stage_train(args, out: Path) -> None:
         "--valid-every-steps", str(args.valid_every), "--seed", str(args.seed),
         *(["--pretrained-encoder", args.pretrained_encoder] if args.pretrained_encoder != "none" else []),
         *(["--set", "freeze_encoder=true"] if args.freeze_encoder else []),
+        *(["--set", f"encoder_cache_copies={args.encoder_cache_copies}", "--set",
+           f"encoder_cache_dir={out / 'encoder-cache'}"] if args.encoder_cache_copies else []),
         "--set", f"augment_ramp_steps={args.augment_ramp_steps}", "--set", f"specaugment_start_step={args.specaugment_start}",
         *args.train_args])
 
@@ -275,6 +277,9 @@ def main(argv=None) -> None:
                         "auto = bundled for whisper presets")
     p.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the pretrained encoder fixed (default: on with a pretrained encoder)")
+    p.add_argument("--encoder-cache-copies", type=int, default=0,
+                   help="frozen encoder: compute its output once on N augmented copies (in OUT/encoder-cache) "
+                        "and train on that; 0 = run it at every step")
     p.add_argument("--train-dir", default="train", help="experiment folder under OUT for stages 4-7")
     p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
