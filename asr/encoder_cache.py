@@ -9,10 +9,10 @@ the cached output afresh at every step.
 
 A cache lives in ``DIR/<fingerprint>/`` (the fingerprint covers the encoder's weights, the
 utterances, the augmentation and the seed, so a changed input never reads stale outputs). Each
-process writes its own part per copy: ``<copy>-r<rank>-of<world>.npy`` (float16 frames of all its
-utterances, concatenated) and then ``.json`` (utterance index -> [offset, frames]). Both are
-written atomically and a part with its ``.json`` is never computed again: an interrupted build
-resumes.
+process writes its own part per copy: ``<copy>-r<rank>-of<world>.npy`` (float16 frames of every
+world-th length-sorted batch, concatenated) and then ``.json`` (utterance index -> [offset,
+frames]). Both are written atomically and a part with its ``.json`` is never computed again: an
+interrupted build resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .data import Example, SpeechDataset, collate
+from .data import DurationBatchSampler, Example, SpeechDataset, collate
 from .io import atomic_write
 
 
@@ -55,14 +55,9 @@ def build_cache(model, dataset: SpeechDataset, folder: Path, names: list[str], r
                 batch_seconds: float = 30.0, device: torch.device = torch.device("cpu"), progress: bool = True) -> None:
     """Write this process's part of every copy in `names` (skipping parts already complete)."""
     folder.mkdir(parents=True, exist_ok=True)
-    mine = sorted(range(rank, len(dataset), world_size), key=lambda i: dataset.utts[i].duration or 0.0)
-    batches, cur = [], []
-    for i in mine:   # sorted by duration: the newest one is the longest
-        if cur and (dataset.utts[i].duration or 0.0) * (len(cur) + 1) > batch_seconds:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    batches += [cur] if cur else []
+    # Every utterance, in length-sorted batches; each process takes every world_size-th batch.
+    durations = [u.duration or 0.0 for u in dataset.utts]
+    batches = DurationBatchSampler(durations, batch_seconds, shuffle=False).batches()[rank::world_size]
     encoder_was_training = model.encoder.training
     model.encoder.eval()
     for name in names:
@@ -89,7 +84,7 @@ def build_cache(model, dataset: SpeechDataset, folder: Path, names: list[str], r
         with atomic_write(part.with_suffix(".npy"), "wb") as f:
             np.save(f, np.concatenate(arrays) if arrays else np.zeros((0, 0), np.float16))
         with atomic_write(part.with_suffix(".json")) as f:
-            json.dump({"frames": offset, "index": index}, f)
+            json.dump({"index": index}, f)
     model.encoder.train(encoder_was_training)
 
 
@@ -101,7 +96,7 @@ class EncodedDataset(Dataset):
     """
 
     def __init__(self, dataset: SpeechDataset, folder: Path, names: list[str]):
-        self.dataset, self.names = dataset, names
+        self.dataset = dataset
         self.augmented = [n for n in names if n != "clean"]
         self.where: dict[str, dict[int, tuple[np.ndarray, int, int]]] = {n: {} for n in names}
         for name in names:
