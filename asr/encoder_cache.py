@@ -1,4 +1,6 @@
-"""Cached output of a frozen encoder, so that training runs only the adapter and the head.
+"""Cached output of a frozen encoder, so that training runs only the adapter and the head (and the
+encoder's top blocks, when `TrainConfig.encoder_trainable_top` lets them learn: the cache then
+holds the output of the fixed blocks below them).
 
 With the pretrained encoder frozen, its forward pass is about half of a training step
 (`benchmarks/profile_step.py`). `build_cache` runs it once over each copy of the training set
@@ -40,9 +42,15 @@ def copy_names(copies: int, clean: bool) -> list[str]:
 
 def fingerprint(model, dataset: SpeechDataset) -> str:
     h = hashlib.sha1()
-    for name, t in sorted(model.encoder.state_dict().items()):
+    enc = model.encoder
+    top = {id(t) for m in enc.top_modules() for t in [*m.parameters(), *m.buffers()]}
+    for name, t in sorted([*enc.named_parameters(), *enc.named_buffers()], key=lambda kv: kv[0]):
+        if id(t) in top:         # trained as it goes: not part of what the cache holds
+            continue
         h.update(name.encode())
         h.update(t.detach().cpu().float().numpy().tobytes())
+    if enc.trainable_top:
+        h.update(f"bottom of {len(enc.blocks) - enc.trainable_top} blocks".encode())
     h.update(model.cmvn.mean.cpu().numpy().tobytes() + model.cmvn.std.cpu().numpy().tobytes())
     aug = asdict(dataset.augment_cfg) if dataset.augment_cfg is not None else None
     h.update(json.dumps([aug, dataset.seed, [(u.audio_filepath, u.duration, u.extra.get("offset"))
@@ -58,8 +66,8 @@ def build_cache(model, dataset: SpeechDataset, folder: Path, names: list[str], r
     # Every utterance, in length-sorted batches; each process takes every world_size-th batch.
     durations = [u.duration or 0.0 for u in dataset.utts]
     batches = DurationBatchSampler(durations, batch_seconds, shuffle=False).batches()[rank::world_size]
-    encoder_was_training = model.encoder.training
-    model.encoder.eval()
+    was_training = model.training
+    model.eval()
     for name in names:
         part = folder / f"{name}-r{rank}-of{world_size}"
         if part.with_suffix(".json").exists():
@@ -74,7 +82,7 @@ def build_cache(model, dataset: SpeechDataset, folder: Path, names: list[str], r
             if not items:
                 continue
             b = collate([e for _, e in items])
-            x, lengths = model.encoder(model.cmvn(b["feats"].to(device)), b["lengths"].to(device))
+            x, lengths = model.encoder.bottom(model.cmvn(b["feats"].to(device)), b["lengths"].to(device))
             x = x.half().cpu().numpy()
             for j, (i, _) in enumerate(items):
                 n = int(lengths[j])
@@ -85,7 +93,7 @@ def build_cache(model, dataset: SpeechDataset, folder: Path, names: list[str], r
             np.save(f, np.concatenate(arrays) if arrays else np.zeros((0, 0), np.float16))
         with atomic_write(part.with_suffix(".json")) as f:
             json.dump({"index": index}, f)
-    model.encoder.train(encoder_was_training)
+    model.train(was_training)
 
 
 class EncodedDataset(Dataset):

@@ -200,7 +200,48 @@ class ConformerBlock(nn.Module):
         return self.norm(x)
 
 
-class Encoder(nn.Module):
+class BlockStack(nn.Module):
+    """An encoder made of a stem (subsampling), blocks and a final norm: (B, T, n_mels) -> (B, T', d_model).
+
+    Training may keep the bottom fixed and let only the top `trainable_top` blocks (and the final
+    norm) learn: `bottom` is then what an encoder cache stores (asr/encoder_cache.py), `top` what
+    runs at every step. With trainable_top = 0 (inference) `bottom` is the whole encoder."""
+
+    trainable_top = 0
+    blocks: nn.ModuleList
+    final_norm: nn.Module
+
+    def stem(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.top(*self.bottom(x, lengths))
+
+    def bottom(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lengths = self.stem(x, lengths)
+        mask = lengths_to_mask(lengths, x.shape[1])
+        for block in self.blocks[:len(self.blocks) - self.trainable_top]:
+            x = block(x, mask)
+        return (x if self.trainable_top else self.final_norm(x) * mask[..., None]), lengths
+
+    def top(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.trainable_top:
+            return x, lengths
+        mask = lengths_to_mask(lengths, x.shape[1])
+        for block in self.blocks[len(self.blocks) - self.trainable_top:]:
+            x = block(x, mask)
+        return self.final_norm(x) * mask[..., None], lengths
+
+    def top_modules(self) -> list[nn.Module]:
+        """What `top` trains (nothing while trainable_top is 0)."""
+        if not self.trainable_top:
+            return []
+        return [*self.blocks[len(self.blocks) - self.trainable_top:], self.final_norm]
+
+
+class Encoder(BlockStack):
+    """Conformer encoder: convolutional subsampling, Conformer blocks."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.subsampling = ConvSubsampling(cfg.n_mels, cfg.subsampling_channels, cfg.d_model, cfg.subsampling)
@@ -208,13 +249,8 @@ class Encoder(nn.Module):
         # With pre-LN blocks the residual stream is normalised once, at the end.
         self.final_norm = nn.Identity() if cfg.block_final_norm else nn.LayerNorm(cfg.d_model)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, n_mels) -> (B, T', d_model)."""
-        x, lengths = self.subsampling(x, lengths)
-        mask = lengths_to_mask(lengths, x.shape[1])
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.final_norm(x) * mask[..., None], lengths
+    def stem(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.subsampling(x, lengths)
 
 
 class Adapter(nn.Module):
@@ -277,9 +313,10 @@ class CTCModel(nn.Module):
 
     def encode(self, feats: torch.Tensor, lengths: torch.Tensor,
                encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """encoded=True: `feats` are already the encoder's output (a frozen encoder's cache)."""
+        """encoded=True: `feats` are already the output of the encoder's fixed bottom (a cache)."""
         if encoded:
             x = self.spec_augment(feats, lengths) if self.spec_augment is not None else feats
+            x, lengths = self.encoder.top(x, lengths)
         else:
             x = self.cmvn(feats)
             if self.spec_augment is not None:
@@ -287,16 +324,24 @@ class CTCModel(nn.Module):
             x, lengths = self.encoder(x, lengths)
         return self.adapter(x, lengths) if self.adapter is not None else (x, lengths)
 
-    def freeze_encoder(self) -> None:
-        """Keep the encoder's weights fixed (and its dropout off) while the rest trains."""
+    def freeze_encoder(self, trainable_top: int = 0) -> None:
+        """Keep the encoder's weights fixed (and its dropout off) while the rest trains, except
+        its top `trainable_top` blocks and final norm."""
+        if not 0 <= trainable_top <= len(self.encoder.blocks):
+            raise ValueError(f"trainable_top={trainable_top}: the encoder has {len(self.encoder.blocks)} blocks")
         self.frozen_encoder = True
+        self.encoder.trainable_top = trainable_top
         self.encoder.requires_grad_(False)
+        for m in self.encoder.top_modules():
+            m.requires_grad_(True)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "CTCModel":
         super().train(mode)
         if self.frozen_encoder:
             self.encoder.eval()
+            for m in self.encoder.top_modules():
+                m.train(mode)
         return self
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor,

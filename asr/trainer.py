@@ -59,6 +59,7 @@ class TrainConfig:
     pretrained_encoder: str = ""     # whisper_tiny preset: a CTranslate2 Whisper dir, or "bundled"
     encoder_lr_scale: float = 1.0    # the encoder's LR = lr * this (e.g. 0.1 for a pretrained encoder)
     freeze_encoder: bool = False     # keep the (pretrained) encoder fixed; adapter and head learn
+    encoder_trainable_top: int = 0   # frozen encoder: its top N blocks (and final norm) learn all the same
     encoder_cache_copies: int = 0    # frozen encoder: run it once on this many augmented copies, train on its output
     encoder_cache_dir: str = ""      # where that cache lives ("" = EXP_DIR/encoder-cache)
     epochs: int = 10
@@ -284,7 +285,9 @@ def _build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     else:
         model = _new_model(cfg, tokenizer)
     if cfg.freeze_encoder:
-        model.freeze_encoder()
+        model.freeze_encoder(cfg.encoder_trainable_top)
+    elif cfg.encoder_trainable_top:
+        raise ValueError("encoder_trainable_top needs a frozen encoder (freeze_encoder=true)")
     return model
 
 

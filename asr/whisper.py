@@ -23,7 +23,7 @@ from torch import nn
 
 from .audio import SAMPLE_RATE
 from .features import HOP_LENGTH, N_FFT, WIN_LENGTH
-from .model import lengths_to_mask
+from .model import BlockStack, lengths_to_mask
 
 LOG_FLOOR = 1e-10
 DYNAMIC_RANGE = 8.0           # log10 units kept below each input's loudest bin (as Whisper does)
@@ -79,7 +79,7 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
-class WhisperEncoder(nn.Module):
+class WhisperEncoder(BlockStack):
     """(B, T, n_mels) normalised log-mel -> (B, T', d_model), T' = ceil(T / 2)."""
 
     def __init__(self, cfg):
@@ -90,17 +90,13 @@ class WhisperEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(d)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def stem(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x * lengths_to_mask(lengths, x.shape[1])[..., None]
         x = F.gelu(self.conv1(x.transpose(1, 2)))
         x = x * lengths_to_mask(lengths, x.shape[2])[:, None, :]
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         lengths = (lengths - 1) // 2 + 1
-        mask = lengths_to_mask(lengths, x.shape[1])
-        x = x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.final_norm(x) * mask[..., None], lengths
+        return x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype), lengths
 
 
 # --- Reading Whisper weights from a CTranslate2 model directory --------------------------------

@@ -36,7 +36,7 @@ def write_ct2(path, variables: dict[str, np.ndarray], aliases: dict[str, str] = 
     path.write_bytes(b"".join(out))
 
 
-def fake_whisper(folder, d=16, heads=2, n_mels=80, seed=0):
+def fake_whisper(folder, d=16, heads=2, n_mels=80, seed=0, layers=1):
     """A random Whisper-shaped CTranslate2 directory (encoder and one decoder variable)."""
     rng = np.random.default_rng(seed)
 
@@ -53,7 +53,8 @@ def fake_whisper(folder, d=16, heads=2, n_mels=80, seed=0):
                         ("ffn/layer_norm/gamma", (d,)), ("ffn/layer_norm/beta", (d,)),
                         ("ffn/linear_0/weight", (4 * d, d)), ("ffn/linear_0/bias", (4 * d,)),
                         ("ffn/linear_1/weight", (d, 4 * d)), ("ffn/linear_1/bias", (d,))]:
-        v[f"encoder/layer_0/{name}"] = r(*shape)
+        for i in range(layers):
+            v[f"encoder/layer_{i}/{name}"] = r(*shape)
     folder.mkdir(parents=True, exist_ok=True)
     write_ct2(folder / "model.bin", v, {"decoder/projection/weight": "decoder/embeddings/weight"})
     return folder, v
@@ -206,3 +207,50 @@ def test_encoder_cache_feeds_the_adapter_what_the_frozen_encoder_computes(tone_c
     build_cache(model, speech, cache, copy_names(2, clean=True), progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
 
+
+
+def test_encoder_trainable_top_learns_on_top_of_the_cached_bottom(tone_corpus, tmp_path):
+    """encoder_trainable_top=1: the cache holds the output of the fixed blocks below the top one;
+    the top block and final norm learn while everything below stays as loaded; the trained model
+    gives the same logits from that cache as from audio; the cache's fingerprint ignores the top
+    weights (so a resumed run finds its cache) but not where the encoder is split."""
+    from dataclasses import replace
+
+    from asr.augment import AugmentConfig
+    from asr.data import SpeechDataset
+    from asr.encoder_cache import EncodedDataset, copy_names, fingerprint
+    from asr.manifest import read_manifest
+    from asr.trainer import train
+
+    folder, _ = fake_whisper(tmp_path / "w", layers=2)
+    cfg = tiny_train_config(tone_corpus, tmp_path / "exp", preset="whisper_tiny_adapter", pretrained_encoder=str(folder),
+                            freeze_encoder=True, encoder_trainable_top=1, encoder_cache_copies=1, augment=True,
+                            augment_ramp_steps=10, max_steps=8, checkpoint_every=8,
+                            model_overrides={**DIMS, "n_layers": 2, "adapter_dim": 16, "dropout": 0.0})
+    with pytest.raises(ValueError, match="needs a frozen encoder"):
+        train(replace(cfg, freeze_encoder=False, exp_dir=str(tmp_path / "unfrozen")))
+    with pytest.raises(ValueError, match="the encoder has 2 blocks"):
+        train(replace(cfg, encoder_trainable_top=3, exp_dir=str(tmp_path / "too-many")))
+    model, tokenizer = model_from_checkpoint(load_checkpoint(train(cfg)))
+    loaded, _ = whisper_encoder_state(folder)
+    trained = model.encoder.state_dict()
+    fixed = [k for k in loaded if not k.startswith(("blocks.1.", "final_norm."))]
+    assert fixed and all(torch.equal(trained[k], loaded[k]) for k in fixed)
+    assert not torch.equal(trained["blocks.1.qkv.weight"], loaded["blocks.1.qkv.weight"])
+    assert not torch.equal(trained["final_norm.weight"], loaded["final_norm.weight"])
+
+    (cache,) = (tmp_path / "exp" / "encoder-cache").iterdir()
+    speech = SpeechDataset(read_manifest(cfg.train_manifest), tokenizer, AugmentConfig(), frontend="whisper")
+    model.freeze_encoder(1)
+    model.eval()
+    assert cache.name == fingerprint(model, speech)
+    clean = EncodedDataset(speech, cache, copy_names(1, clean=True))[(3, 0, 0.0)].feats
+    feats = speech[(3, 0, 0.0)].feats
+    with torch.no_grad():
+        from_audio, _ = model(feats[None], torch.tensor([feats.shape[0]]))
+        from_cache, _ = model(clean[None], torch.tensor([clean.shape[0]]), encoded=True)
+        model.encoder.blocks[1].qkv.weight.mul_(2)
+    assert torch.allclose(from_audio, from_cache, atol=2e-2)
+    assert fingerprint(model, speech) == cache.name
+    model.freeze_encoder(0)
+    assert fingerprint(model, speech) != cache.name

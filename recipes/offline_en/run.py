@@ -128,6 +128,7 @@ def stage_train(args, out: Path) -> None:
         *(["--set", "freeze_encoder=true"] if args.freeze_encoder else []),
         *(["--set", f"encoder_cache_copies={args.encoder_cache_copies}", "--set",
            f"encoder_cache_dir={out / 'encoder-cache'}"] if args.encoder_cache_copies else []),
+        *(["--set", f"encoder_trainable_top={args.encoder_trainable_top}"] if args.encoder_trainable_top else []),
         "--set", f"augment_ramp_steps={args.augment_ramp_steps}", "--set", f"specaugment_start_step={args.specaugment_start}",
         *args.train_args])
 
@@ -280,6 +281,9 @@ def main(argv=None) -> None:
     p.add_argument("--encoder-cache-copies", type=int, default=0,
                    help="frozen encoder: compute its output once on N augmented copies (in OUT/encoder-cache) "
                         "and train on that; 0 = run it at every step")
+    p.add_argument("--encoder-trainable-top", type=int, default=0,
+                   help="frozen encoder: its top N blocks learn all the same (the cache then holds the output "
+                        "of the blocks below them)")
     p.add_argument("--train-dir", default="train", help="experiment folder under OUT for stages 4-7")
     p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
