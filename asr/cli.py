@@ -57,8 +57,10 @@ class Runtime(str, Enum):
     onnx_int8 = "onnx-int8"
 
 
-LM_HELP = ("LM file for shallow fusion; 'default' = the shipped LM; 'auto' = the shipped LM when the "
-           "model is the shipped default, else none; 'none' = no LM.")
+LM_HELP = ("LM file for shallow fusion: a word n-gram (.arpa, .arpa.gz) or an LSTM LM (.pt); 'default' = the "
+           "shipped LM; 'auto' = the shipped LM when the model is the shipped default, else none; 'none' = no LM.")
+LM_WEIGHT_HELP = "Weight of the LM's log-probabilities (default: tuned per kind of LM, asr.decode.LM_DEFAULTS)."
+WORD_SCORE_HELP = "Insertion bonus (with --lm): per word with an n-gram, per token with an LSTM LM."
 
 
 def _lm_choice(lm: str, model: Optional[Path]) -> Optional[str]:
@@ -89,10 +91,11 @@ class Format(str, Enum):
 def transcribe_cmd(
     files: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, ... any rate or channel count)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
-    beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search."),
+    beam_size: int = typer.Option(1, "--beam-size", help="1 = greedy; >1 = beam search (with --lm: 1 = the LM's "
+                                                         "tuned beam)."),
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
-    lm_weight: float = typer.Option(0.5, "--lm-weight"),
-    word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
+    lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
+    word_score: Optional[float] = typer.Option(None, "--word-score", help=WORD_SCORE_HELP),
     blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     fmt: Format = typer.Option(Format.txt, "--format", "-f",
@@ -144,8 +147,8 @@ def evaluate_cmd(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file or folder (default: shipped model)."),
     beam_size: int = typer.Option(1, "--beam-size"),
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
-    lm_weight: float = typer.Option(0.5, "--lm-weight"),
-    word_score: float = typer.Option(1.5, "--word-score", help="Insertion bonus per token (with --lm)."),
+    lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
+    word_score: Optional[float] = typer.Option(None, "--word-score", help=WORD_SCORE_HELP),
     blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads"),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
@@ -318,7 +321,8 @@ def align_cmd(
         typer.echo(f"wrote {plot}", err=True)
 
 
-lm_app = typer.Typer(no_args_is_help=True, help="Text language models: train, tune fusion weights.")
+lm_app = typer.Typer(no_args_is_help=True, help="Text language models: train (LSTM), ngram (word n-gram), "
+                                                 "tune fusion weights.")
 app.add_typer(lm_app, name="lm")
 
 
@@ -354,13 +358,33 @@ def lm_train_cmd(
     typer.echo(f"{path}: held-out perplexity {ppl:.2f}")
 
 
+@lm_app.command("ngram")
+@_guard
+def lm_ngram_cmd(
+    text: List[Path] = typer.Argument(..., help="Text files, one sentence a line (normalised here)."),
+    out: Path = typer.Option(Path("exp/lm/lm.arpa.gz"), "--out", "-o", help="ARPA file (.arpa or .arpa.gz)."),
+    order: int = typer.Option(2, "--order", help="n-gram order (2 or more)."),
+    smoothing: str = typer.Option("kneser_ney", "--smoothing", help="kneser_ney, good_turing or katz_backoff."),
+    words: Optional[Path] = typer.Option(None, "--words", help="Word list (one per line, e.g. /usr/share/dict/"
+                                                               "words) added to the vocabulary as unigrams."),
+):
+    """Estimate a word n-gram LM (ARPA) for lexicon-constrained beam search (`--lm FILE.arpa.gz`)."""
+    from .ngram import build_ngram
+
+    for path in [*text, *([words] if words else [])]:
+        if not path.is_file():
+            _fail(f"{path}: no such text file")
+    counts = build_ngram(text, out, order=order, smoothing=smoothing, words=words)
+    typer.echo(f"{out}: " + ", ".join(f"{n} {k + 1}-grams" for k, n in enumerate(counts)))
+
+
 @lm_app.command("tune")
 @_guard
 def lm_tune_cmd(
     manifest: Path = typer.Argument(..., help="Dev manifest to tune on (not the test set)."),
     lm: str = typer.Option(..., "--lm", help="LM file or 'default'."),
     model: Optional[Path] = typer.Option(None, "--model", "-m"),
-    beam_size: int = typer.Option(8, "--beam-size"),
+    beam_size: int = typer.Option(0, "--beam-size", help="0 = the LM's tuned beam (asr.decode.LM_DEFAULTS)."),
     weights: str = typer.Option("0,0.25,0.5,0.75,1.0", "--weights", help="LM weights to try (comma-separated)."),
     word_scores: str = typer.Option("-1,0,1,2", "--word-scores", help="Insertion bonuses to try."),
     threads: int = typer.Option(1, "--threads"),

@@ -1,11 +1,17 @@
-"""CTC decoding: greedy and beam search (torchaudio's flashlight `ctc_decoder`, lexicon-free).
+"""CTC decoding: greedy and beam search (torchaudio's flashlight `ctc_decoder`): lexicon-free over
+tokens (alone or with the token-level LSTM LM), or over the words of a word n-gram LM.
 
 `DecodingOptions` selects the strategy; every strategy returns `DecodingResult`s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -17,10 +23,15 @@ class DecodingOptions:
     beam_size: int = 1             # 1 = greedy
     beam_threshold: float = 25.0
     lm_weight: float = 0.5         # shallow-fusion weight of the LM (when one is given)
-    word_score: float = 1.5        # insertion bonus per token against the LM's deletions (only with an LM;
-                                   # 1.5 with lm_weight 0.5 was tuned for the shipped model on dev)
+    word_score: float = 1.5        # insertion bonus against the LM's deletions (only with an LM): per token
+                                   # with the LSTM LM, per word with an n-gram; LM_DEFAULTS has tuned values
     blank_skip_threshold: float = 1.0    # beam search: runs of frames whose blank prob exceeds this are
                                          # cut to their first frame before the search (1.0 = keep all)
+
+
+# Beam, LM weight and word score per kind of LM, tuned for the shipped model on dev.
+LM_DEFAULTS = {"lstm": dict(beam_size=8, lm_weight=0.5, word_score=1.5),
+               "ngram": dict(beam_size=32, lm_weight=1.0, word_score=-1.0)}
 
 
 @dataclass
@@ -74,27 +85,40 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
 
 
 class BeamSearchDecoder:
-    """Lexicon-free beam search over tokens, optionally with a language model.
+    """Beam search, optionally with a language model fused with weight `lm_weight`.
 
-    `lm` is an `asr.lm.LSTMLM` (or any torchaudio `CTCDecoderLM`), fused with weight `lm_weight`;
-    `word_score` is then added per emitted token (an insertion bonus against the LM's deletions).
+    `lm` is an `asr.lm.LSTMLM` (or any torchaudio `CTCDecoderLM`): lexicon-free search over
+    tokens, `word_score` added per emitted token. Or an `asr.ngram.NgramLM`: the search emits only
+    the LM's words (each spelled by the tokenizer), KenLM scores them, `word_score` is added per word.
     """
 
     def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None):
         from torchaudio.models.decoder import CTCDecoderLM, ctc_decoder
 
+        from .ngram import NgramLM, word_separator, write_lexicon
+
+        self.tokenizer, self.options = tokenizer, options
+        common = dict(tokens=list(tokenizer.pieces), nbest=1, beam_size=options.beam_size,
+                      beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
+                      beam_threshold=options.beam_threshold, sil_score=0.0, log_add=True,
+                      blank_token=tokenizer.pieces[0])
+        if isinstance(lm, NgramLM):
+            with tempfile.TemporaryDirectory() as tmp:
+                lexicon = Path(tmp) / "lexicon.txt"
+                if not write_lexicon(lm.words, tokenizer, lexicon):
+                    raise ValueError(f"{lm.path}: the tokenizer spells none of the LM's words")
+                with _quiet_stderr():       # KenLM prints a progress bar while it reads the file
+                    self.decoder = ctc_decoder(lexicon=str(lexicon), lm=str(lm.path), lm_weight=options.lm_weight,
+                                               word_score=options.word_score, unk_score=float("-inf"),
+                                               sil_token=word_separator(tokenizer), unk_word="<unk>", **common)
+            return
         if lm is not None and not isinstance(lm, CTCDecoderLM):
             from .lm import FusionLM
             bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
             lm = FusionLM(lm, token_bonus=bonus)
-
-        self.tokenizer, self.options = tokenizer, options
         self.decoder = ctc_decoder(
-            lexicon=None, tokens=list(tokenizer.pieces), lm=lm, nbest=1, beam_size=options.beam_size,
-            beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
-            beam_threshold=options.beam_threshold, lm_weight=options.lm_weight if lm is not None else 0.0,
-            word_score=0.0, sil_score=0.0, log_add=True,
-            blank_token=tokenizer.pieces[0], sil_token=tokenizer.pieces[0], unk_word=tokenizer.pieces[1])
+            lexicon=None, lm=lm, lm_weight=options.lm_weight if lm is not None else 0.0, word_score=0.0,
+            sil_token=tokenizer.pieces[0], unk_word=tokenizer.pieces[1], **common)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:
         _check(log_probs, lengths, self.tokenizer.vocab_size)
@@ -118,6 +142,20 @@ class BeamSearchDecoder:
                 frames = [int(kept[b][min(f, len(kept[b]) - 1)]) for f in frames]
             out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(h.score)))
         return out
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 (C++ code's stderr) to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def make_decoder(tokenizer: Tokenizer, options: DecodingOptions | None = None, lm=None):

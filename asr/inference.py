@@ -19,8 +19,9 @@ from .align import Word, align_tokens, spans_to_words
 from .audio import SAMPLE_RATE, AudioError, load_audio, stream_audio
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_utterance
-from .decode import DecodingOptions, DecodingResult, make_decoder
+from .decode import LM_DEFAULTS, DecodingOptions, DecodingResult, make_decoder
 from .lm import load_lm
+from .ngram import is_ngram_path, load_ngram
 from .features import HOP_LENGTH, make_logmel
 from .manifest import read_manifest
 from .metrics import WERResult, score, summary_line, write_report
@@ -156,7 +157,9 @@ class Recognizer:
 
 
 def default_lm_path() -> Path:
-    return default_model_path().with_name("default-lm.pt")
+    """The LM shipped with the default model: the word n-gram, else the LSTM."""
+    ngram = default_model_path().with_name("default-lm.arpa.gz")
+    return ngram if ngram.is_file() else default_model_path().with_name("default-lm.pt")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam_size: int = 1,
@@ -165,19 +168,27 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
     """Load a model file (default: the shipped model) ready to transcribe.
 
     `lm`: a language model file for shallow fusion ("default" = the one shipped with the default
-    model); it implies beam search (beam 8 unless `beam_size` > 1). Other keyword arguments are
-    `DecodingOptions` fields (lm_weight, word_score, beam_threshold). `runtime="onnx"` (or
+    model): an LSTM LM (`asr lm train`) or a word n-gram (.arpa / .arpa.gz, `asr lm ngram`). It
+    implies beam search; beam size, lm_weight and word_score not given (or None) take that kind
+    of LM's tuned values (`asr.decode.LM_DEFAULTS`). Other keyword arguments are
+    `DecodingOptions` fields (beam_threshold, blank_skip_threshold). `runtime="onnx"` (or
     "onnx-int8") runs the acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
     """
     set_threads(threads)
-    lm_model = None
+    options = {k: v for k, v in options.items() if v is not None}
+    lm_model, lm_tok = None, None
     if lm is not None:
         lm_path = default_lm_path() if str(lm) == "default" else Path(lm)
-        lm_model, lm_tok = load_lm(lm_path)
-        beam_size = beam_size if beam_size > 1 else 8
+        if is_ngram_path(lm_path):
+            lm_model, kind = load_ngram(lm_path), "ngram"
+        else:
+            (lm_model, lm_tok), kind = load_lm(lm_path), "lstm"
+        defaults = LM_DEFAULTS[kind]
+        beam_size = beam_size if beam_size and beam_size > 1 else defaults["beam_size"]
+        options = {"lm_weight": defaults["lm_weight"], "word_score": defaults["word_score"], **options}
     rec = Recognizer.from_file(path, device=device, runtime=runtime, threads=threads,
-                               options=DecodingOptions(beam_size=beam_size, **options), lm=lm_model)
-    if lm_model is not None and lm_tok.pieces != rec.tokenizer.pieces:
+                               options=DecodingOptions(beam_size=beam_size or 1, **options), lm=lm_model)
+    if lm_tok is not None and lm_tok.pieces != rec.tokenizer.pieces:
         raise ValueError(f"{lm}: the LM's vocabulary differs from the acoustic model's")
     return rec
 

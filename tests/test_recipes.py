@@ -8,6 +8,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.manifest import read_manifest
+from asr.ngram import load_ngram
 from conftest import tone_speech
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def test_textside_ablation_smoke(tone_corpus, tmp_path):
 
 
 def test_offline_en_recipe_smoke(tmp_path, capsys):
-    """Text -> espeak-ng speech -> manifests -> BPE -> a few training steps -> scores -> export;
+    """Text -> espeak-ng speech -> manifests -> BPE -> word n-gram -> a few training steps -> scores -> export;
     a rerun skips every stage, and synthesis redoes only a missing utterance."""
     recipe = load_recipe("offline_en")
     out = tmp_path / "exp"
@@ -109,6 +110,8 @@ def test_offline_en_recipe_smoke(tmp_path, capsys):
     assert not {u.text for u in test} & {u.text for u in train}
     assert (out / "train" / "tokenizer.pt").exists() and (out / "train" / "model.pt").exists()
     assert "| test-unseen | greedy |" in (out / "RESULTS.md").read_text()
+    assert "| test-unseen | beam 32 + n-gram |" in (out / "RESULTS.md").read_text()
+    assert "a" in load_ngram(out / "lm" / "ngram.arpa.gz").words
     # telephone copy of test-unseen: 8 kHz mu-law files, same texts, scored too
     narrow = read_manifest(out / "test-unseen-8k.jsonl")
     assert [u.text for u in narrow] == [u.text for u in test]
@@ -120,7 +123,7 @@ def test_offline_en_recipe_smoke(tmp_path, capsys):
     capsys.readouterr()
     recipe.main(args)
     err = capsys.readouterr().err
-    assert all(f"stage {n} (" in err for n in range(1, 8)) and err.count("done, skipped") == 7
+    assert all(f"stage {n} (" in err for n in range(1, 9)) and err.count("done, skipped") == 8
 
     wavs = sorted((out / "wav").glob("*.wav"))
     stamps = {w: w.stat().st_mtime_ns for w in wavs}

@@ -1,18 +1,20 @@
 """Offline English recipe: Debian text -> many TTS voices -> manifests -> BPE -> CTC model -> WER.
 
     python recipes/offline_en/run.py --out exp/offline_en              # every stage
-    python recipes/offline_en/run.py --out exp/offline_en --stage 5    # resume from training
+    python recipes/offline_en/run.py --out exp/offline_en --stage 6    # resume from training
 
 Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages):
   1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
   3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips)
   4 tokenizer  sentencepiece BPE on the training text
-  5 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
+  5 lm         word n-gram LM (ARPA) on training + LM-only text and the system word list
+  6 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
                encoder, frozen, with a Conformer adapter and CTC head trained on top
-  6 score      greedy and beam WER on every split and on 8 kHz telephone copies of
+  7 score      greedy, beam and beam + LM WER on every split and on 8 kHz telephone copies of
                test-unseen and dev-real -> OUT/RESULTS.md
-  7 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt)
+  8 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt,
+               and OUT/lm/ngram.arpa.gz to asr/pretrained/default-lm.arpa.gz)
 """
 
 from __future__ import annotations
@@ -115,6 +117,18 @@ def stage_tokenizer(args, out: Path) -> None:
     print(f"tokenizer: {tok.vocab_size} BPE pieces", file=sys.stderr)
 
 
+def stage_lm(args, out: Path) -> None:
+    """Word n-gram LM for lexicon beam search (OUT/lm/ngram.arpa.gz): training and LM-only text
+    (never dev or test), plus the system word list as unigrams (a wider lexicon)."""
+    from asr.ngram import build_ngram
+
+    words = Path("/usr/share/dict/words")
+    path = out / "lm" / "ngram.arpa.gz"
+    counts = build_ngram([out / "text" / "train.txt", out / "text" / "lm.txt"], path, order=args.ngram_order,
+                         words=words if words.is_file() else None)
+    print(f"n-gram LM {path}: " + ", ".join(f"{n} {k + 1}-grams" for k, n in enumerate(counts)), file=sys.stderr)
+
+
 def stage_train(args, out: Path) -> None:
     utts = read_manifest(out / "dev.jsonl")
     write_manifest(out / "dev-small.jsonl", utts[: args.valid_utterances])
@@ -157,7 +171,8 @@ def narrowband(out: Path, split: str) -> None:
 
 
 def stage_score(args, out: Path) -> None:
-    """WER per split (greedy, beam, beam + LM when OUT/lm/lm.pt exists), also on 8 kHz telephone
+    """WER per split (greedy, beam, beam + LSTM LM when OUT/lm/lm.pt exists, beam + word n-gram
+    when OUT/lm/ngram.arpa.gz exists), also on 8 kHz telephone
     copies of test-unseen and dev-real, and pocketsphinx on dev-real in the same run ->
     OUT/score/summary.tsv and OUT/RESULTS.md."""
     import csv
@@ -174,6 +189,9 @@ def stage_score(args, out: Path) -> None:
     if lm.exists():
         decodings.append((f"beam {args.beam_size} + LM", {"beam_size": args.beam_size, "lm": lm,
                                                            "lm_weight": args.lm_weight, "word_score": args.word_score}))
+    ngram = out / "lm" / "ngram.arpa.gz"
+    if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
+        decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
     rows = []
     for split in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k"):
         manifest = out / f"{split}.jsonl"
@@ -181,7 +199,7 @@ def stage_score(args, out: Path) -> None:
             continue
         for name, kw in decodings:
             ev = evaluate(manifest, load_model(model, device="cpu", threads=1, **kw),
-                          report_dir=out / "score" / name.replace(" ", "").replace("+", "_"))
+                          report_dir=out / "score" / name.replace(" ", "").replace("+", "_").replace("-", ""))
             rows.append((split, name, ev))
             print(f"{split} {name}: {ev.summary()}", file=sys.stderr)
     peer = ""
@@ -258,7 +276,7 @@ def stage_export(args, out: Path) -> None:
 
 
 STAGES = [("text", stage_text), ("synth", stage_synth), ("manifests", stage_manifests),
-          ("tokenizer", stage_tokenizer), ("train", stage_train), ("score", stage_score), ("export", stage_export)]
+          ("tokenizer", stage_tokenizer), ("lm", stage_lm), ("train", stage_train), ("score", stage_score), ("export", stage_export)]
 
 
 def main(argv=None) -> None:
@@ -299,6 +317,8 @@ def main(argv=None) -> None:
     p.add_argument("--beam-size", type=int, default=8)
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--word-score", type=float, default=1.5)
+    p.add_argument("--ngram-order", type=int, default=2, help="order of the word n-gram LM (stage 5)")
+    p.add_argument("--ngram-beam-size", type=int, default=32, help="beam with the word n-gram LM")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
     args = p.parse_args(argv)
     whisper = args.preset.startswith("whisper")

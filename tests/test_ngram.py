@@ -1,0 +1,95 @@
+"""Word n-gram LM: ARPA files KenLM reads, lexicon-constrained beam search, CLI."""
+
+import gzip
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import asr
+from asr.checkpoint import CheckpointError
+from asr.cli import app
+from asr.decode import BeamSearchDecoder, DecodingOptions
+from asr.ngram import build_ngram, load_ngram, spell, write_lexicon
+from asr.tokenizer import CharTokenizer, train_tokenizer
+
+runner = CliRunner()
+TOK = CharTokenizer()
+
+
+@pytest.fixture
+def bat_lm(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("The bat sat.\nA bat and a rat\nthe rat sat\n" * 5)
+    words = tmp_path / "words"
+    words.write_text("Zebra\nthe\nice cream\n")
+    out = tmp_path / "lm.arpa.gz"
+    counts = build_ngram([text], out, order=3, words=words, progress=False)
+    return out, counts
+
+
+def test_build_ngram_writes_an_arpa_file_with_normalised_words(bat_lm):
+    out, counts = bat_lm
+    lines = gzip.open(out, "rt").read().splitlines()
+    assert lines[0] == "\\data\\" and lines[-1] == "\\end\\"
+    assert counts[0] == 9                # the bat sat a and rat zebra + <s> </s>
+    assert len(counts) == 3 and all(n > 0 for n in counts)
+    assert all(line.count("\t") in (1, 2) for line in lines if line[:1] == "-")
+    assert sorted(load_ngram(out).words) == ["a", "and", "bat", "rat", "sat", "the", "zebra"]
+
+
+def test_lexicon_search_emits_only_the_lms_words(bat_lm):
+    """Acoustics lean to "cat" (not a word of the LM): lexicon search picks "bat"; a char
+    tokenizer's space is the silence between words."""
+    c, b = TOK.pieces.index("c"), TOK.pieces.index("b")
+    frames = [None, "a", "t", "|", "s", "a", "t"]
+    p = torch.full((1, len(frames), TOK.vocab_size), 1e-4)
+    p[0, 0, c], p[0, 0, b] = 0.6, 0.4
+    for t, s in enumerate(frames[1:], start=1):
+        p[0, t, TOK.pieces.index(s)] = 1.0
+    lp, n = (p / p.sum(-1, keepdim=True)).log(), torch.tensor([len(frames)])
+    assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8))(lp, n)[0].text == "cat sat"
+    lm = load_ngram(bat_lm[0])
+    res = BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, lm_weight=0.5, word_score=0.0), lm)(lp, n)[0]
+    assert res.text == "bat sat"
+    assert res.frames[0] == 0 and len(res.frames) == len(res.tokens)
+
+
+def test_lexicon_spells_words_with_the_tokenizer(tmp_path):
+    bpe = train_tokenizer(["the bat sat on the mat"] * 20 + ["a rat and a cat"] * 20, "bpe", 40)
+    assert "".join(spell("bat", bpe)).replace("\u2581", "") == "bat"
+    assert spell("b%t", TOK) is None                      # not spellable: left out
+    assert write_lexicon(["bat", "b%t", "sat"], TOK, tmp_path / "lex.txt") == 2
+    assert (tmp_path / "lex.txt").read_text().splitlines() == ["bat b a t", "sat s a t"]
+
+
+def test_bad_ngram_files_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("not an arpa file\n")
+    with pytest.raises(CheckpointError, match="not an ARPA file"):
+        load_ngram(bad)
+    with pytest.raises(CheckpointError, match="no such LM file"):
+        load_ngram(tmp_path / "missing.arpa")
+    with pytest.raises(ValueError, match="order must be at least 2"):
+        build_ngram([bad], tmp_path / "x.arpa", order=1)
+
+
+def test_cli_builds_an_ngram_and_decodes_with_it(tiny_model, tone_corpus, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(u.text for u in asr.read_manifest(tone_corpus / "train.jsonl")) + "\n")
+    out = tmp_path / "lm.arpa"
+    res = runner.invoke(app, ["lm", "ngram", str(text), "--out", str(out), "--order", "2"])
+    assert res.exit_code == 0, res.output
+    assert "2-grams" in res.stdout and out.is_file()
+    res = runner.invoke(app, ["evaluate", str(tone_corpus / "valid.jsonl"), "--model", str(tiny_model),
+                              "--lm", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1].startswith("WER ")
+    rec = asr.load_model(tiny_model, lm=out)
+    assert rec.options.beam_size == 32 and rec.options.word_score == -1.0    # the n-gram's tuned defaults
+    vocab = set(load_ngram(out).words)
+    wav = asr.read_manifest(tone_corpus / "valid.jsonl")[0].audio_filepath
+    assert set(rec.transcribe(wav).text.split()) <= vocab
+    (tmp_path / "bad.arpa").write_text("junk\n")
+    res = runner.invoke(app, ["transcribe", wav, "--model", str(tiny_model), "--lm", str(tmp_path / "bad.arpa")])
+    assert res.exit_code == 1 and "not an ARPA file" in res.output
