@@ -390,19 +390,15 @@ def lm_tune_cmd(
     threads: int = typer.Option(1, "--threads"),
 ):
     """Grid-search LM weight and insertion bonus on a dev set; prints a table and the best pair."""
-    from .inference import evaluate, load_model
+    from .inference import tune_lm
 
-    best = None
+    rows = tune_lm(manifest, lm, [float(x) for x in weights.split(",")], [float(x) for x in word_scores.split(",")],
+                   model=model, beam_size=beam_size, threads=threads)
     typer.echo("lm_weight\tword_score\tWER")
-    for w in (float(x) for x in weights.split(",")):
-        for b in (float(x) for x in word_scores.split(",")):
-            rec = load_model(model, device="cpu", beam_size=beam_size, threads=threads, lm=lm, lm_weight=w,
-                             word_score=b)
-            wer = evaluate(manifest, rec, progress=False).result.wer
-            typer.echo(f"{w}\t{b}\t{100 * wer:.2f}")
-            if best is None or wer < best[0]:
-                best = (wer, w, b)
-    typer.echo(f"best: --lm-weight {best[1]} --word-score {best[2]} (WER {100 * best[0]:.2f})")
+    for w, b, result in rows:
+        typer.echo(f"{w}\t{b}\t{100 * result.wer:.2f}")
+    wer, w, b = min((r.wer, w, b) for w, b, r in rows)
+    typer.echo(f"best: --lm-weight {w} --word-score {b} (WER {100 * wer:.2f})")
 
 
 def main() -> None:

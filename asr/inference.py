@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -238,3 +238,30 @@ def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: st
         write_report(result, report_dir, name, extra=f"audio_seconds {audio:.1f}\nrtf {ev.rtf:.4f}\n"
                      + "".join(f"failed {f}\n" for f in failures))
     return ev
+
+
+def tune_lm(manifest: str | os.PathLike, lm: str | os.PathLike, weights: Iterable[float], word_scores: Iterable[float],
+            model: str | os.PathLike | None = None, beam_size: int = 0, threads: int | None = 1,
+            progress: bool = True) -> list[tuple[float, float, WERResult]]:
+    """WER on `manifest` for every (lm_weight, word_score) pair. The acoustic model runs once per
+    utterance (chunked as in `evaluate`); only the beam search is repeated per pair."""
+    from tqdm import tqdm
+
+    base = load_model(model, device="cpu", beam_size=beam_size, threads=threads, lm=lm)
+    refs, ids, utt_lps = [], [], []
+    for utt in tqdm(read_manifest(manifest), desc="log-probs", unit="utt", disable=not progress):
+        chunks = [(0.0, load_utterance(utt))] if "offset" in utt.extra else stream_audio(utt.audio_filepath)
+        try:
+            utt_lps.append([base.log_probs(wav) for _, wav in chunks])
+        except AudioError:
+            continue
+        refs.append(utt.text)
+        ids.append(utt.id)
+    rows = []
+    for w in weights:
+        for b in word_scores:
+            decoder = make_decoder(base.tokenizer, replace(base.options, lm_weight=w, word_score=b), base.lm)
+            hyps = [" ".join(r.text for lp in lps for r in decoder(lp[None], torch.tensor([lp.shape[0]])) if r.text)
+                    for lps in utt_lps]
+            rows.append((w, b, score(refs, hyps, ids)))
+    return rows

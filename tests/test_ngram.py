@@ -84,7 +84,11 @@ def test_cli_builds_an_ngram_and_decodes_with_it(tiny_model, tone_corpus, tmp_pa
     res = runner.invoke(app, ["evaluate", str(tone_corpus / "valid.jsonl"), "--model", str(tiny_model),
                               "--lm", str(out)])
     assert res.exit_code == 0, res.output
-    assert res.stdout.strip().splitlines()[-1].startswith("WER ")
+    wer = res.stdout.strip().splitlines()[-1].split()[1]
+    tune = runner.invoke(app, ["lm", "tune", str(tone_corpus / "valid.jsonl"), "--model", str(tiny_model),
+                               "--lm", str(out), "--weights", "0.5,1.0", "--word-scores", "-1"])
+    assert tune.exit_code == 0, tune.output
+    assert tune.stdout.splitlines()[2] == f"1.0\t-1.0\t{wer}"    # search-only grid == full evaluate
     rec = asr.load_model(tiny_model, lm=out)
     assert rec.options.beam_size == 32 and rec.options.word_score == -1.0    # the n-gram's tuned defaults
     vocab = set(load_ngram(out).words)
