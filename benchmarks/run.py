@@ -33,7 +33,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from asr.decode import BeamSearchDecoder, DecodingOptions, greedy_decode  # noqa: E402
-from asr.inference import load_model  # noqa: E402
+from asr.inference import default_lm_path, default_model_path, load_model  # noqa: E402
+
+from asr.decode import LM_DEFAULTS  # noqa: E402
+from asr.ngram import is_ngram_path  # noqa: E402
+
+LSTM_LM = default_model_path().with_name("default-lm.pt")     # the token-level LSTM LM shipped beside it
+_KIND = "ngram" if is_ngram_path(default_lm_path()) else "lstm"
+DEFAULT_LM = f"beam {LM_DEFAULTS[_KIND]['beam_size']} + {'n-gram' if _KIND == 'ngram' else 'LSTM'} LM (shipped default)"
 from asr.manifest import read_manifest  # noqa: E402
 from asr.metrics import score  # noqa: E402
 
@@ -57,8 +64,9 @@ def speed_and_wer(manifest: Path, repeats: int, peers: list[str]) -> list[dict]:
                      (f"asr greedy, {os.cpu_count()} threads", dict(threads=os.cpu_count())),
                      ("asr greedy, 1 thread, --runtime onnx", dict(threads=1, runtime="onnx")),
                      ("asr greedy, 1 thread, --runtime onnx-int8", dict(threads=1, runtime="onnx-int8")),
-                     ("asr beam 8 + LM, 1 thread", dict(threads=1, lm="default")),
-                     ("asr beam 8 + LM, 1 thread, --runtime onnx", dict(threads=1, lm="default", runtime="onnx"))]:
+                     (f"asr {DEFAULT_LM}, 1 thread", dict(threads=1, lm="default")),
+                     (f"asr {DEFAULT_LM}, 1 thread, --runtime onnx", dict(threads=1, lm="default", runtime="onnx")),
+                     ("asr beam 8 + LSTM LM, 1 thread", dict(threads=1, lm=LSTM_LM))]:
         rec = load_model(device="cpu", **kw)
         engines[name] = (rec.recognize, kw["threads"])
     torch.set_num_threads(1)
@@ -237,9 +245,10 @@ def exported(manifest: Path, repeats: int) -> list[dict]:
 
 
 def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
-    """Beam 8 + LM decoding time (log-probs precomputed): the LM stepped by torch.lstm (the first
-    implementation) vs the numpy `LSTMStepper` that replaced it after profiling (the default), and
-    the latter with runs of near-certain blank frames cut before the search (--blank-skip 0.99)."""
+    """Beam 8 + LSTM LM decoding time (log-probs precomputed): the LM stepped by torch.lstm (the first
+    implementation) vs the numpy `LSTMStepper` that replaced it after profiling, and the latter with
+    runs of near-certain blank frames cut before the search (--blank-skip 0.99); then the shipped
+    default, lexicon search with the word n-gram."""
     import asr.lm as lm_lib
 
     class TorchStepper:
@@ -252,21 +261,23 @@ def lm_fusion_steps(manifest: Path, repeats: int) -> list[dict]:
             return state, self.lm.logits_from_states(h[0, -1]).log_softmax(-1).numpy()
 
     torch.set_num_threads(1)
-    rec = load_model(device="cpu", threads=1, lm="default")
+    rec = load_model(device="cpu", threads=1, lm=LSTM_LM)
     lps = [rec.log_probs(load_audio(u.audio_filepath)) for u in read_manifest(manifest)]
     audio = sum(lp.shape[0] for lp in lps) * rec.frame_seconds
     original = lm_lib.LSTMStepper
     lm_lib.LSTMStepper = TorchStepper       # FusionLM builds its stepper from this name
     try:
-        first = load_model(device="cpu", threads=1, lm="default", blank_skip_threshold=1.0).decoder
+        first = load_model(device="cpu", threads=1, lm=LSTM_LM, blank_skip_threshold=1.0).decoder
     finally:
         lm_lib.LSTMStepper = original
-    skip = load_model(device="cpu", threads=1, lm="default", blank_skip_threshold=0.99).decoder
+    skip = load_model(device="cpu", threads=1, lm=LSTM_LM, blank_skip_threshold=0.99).decoder
+    ngram = load_model(device="cpu", threads=1, lm="default").decoder
     share = sum(float((lp[:, rec.tokenizer.blank_id] > math.log(0.99)).float().sum()) for lp in lps) / sum(lp.shape[0] for lp in lps)
     rows = []
     for name, dec in (("torch.lstm per token, every frame (first version)", first),
-                      ("numpy LSTMStepper, every frame (default)", rec.decoder),
-                      (f"numpy LSTMStepper, --blank-skip 0.99 ({100 * share:.0f}% of frames have blank p > 0.99)", skip)):
+                      ("numpy LSTMStepper, every frame", rec.decoder),
+                      (f"numpy LSTMStepper, --blank-skip 0.99 ({100 * share:.0f}% of frames have blank p > 0.99)", skip),
+                      (f"{DEFAULT_LM} (words, KenLM; transcripts differ by design)", ngram)):
         texts = []
 
         def once():
@@ -295,7 +306,7 @@ def targets(speed: list[dict], training: list[dict], long: list[dict]) -> list[d
         check(f"greedy, 1 thread{runtime}: RTF <= 0.005", greedy and greedy["rtf_median"], lambda v: v <= 0.005)
         check(f"greedy, 1 thread{runtime}: >= 20x faster than Whisper tiny.en",
               greedy and greedy.get("x_faster_than_whisper"), lambda v: v >= 20, "{:.1f}x")
-        beam = by.get(f"asr beam 8 + LM, 1 thread{runtime}")
+        beam = by.get(f"asr {DEFAULT_LM}, 1 thread{runtime}")
         if beam:
             check(f"beam + LM, 1 thread{runtime}: RTF <= 0.03", beam["rtf_median"], lambda v: v <= 0.03)
     last = long[-1]
@@ -345,12 +356,12 @@ def main() -> None:
                                              ["--pretrained-encoder", "bundled", "--set", "freeze_encoder=true"])))
     wavs = [load_audio(u.audio_filepath).numpy() for u in read_manifest(args.manifest)]
     long = long_files(wavs, [0.25, 0.5] if args.quick else [1, 10, 60])
-    sections.append(("4. Long files: `asr transcribe --threads 1` (its default decoding: beam 8 + the shipped LM), "
+    sections.append((f"4. Long files: `asr transcribe --threads 1` (its default decoding: {DEFAULT_LM}), "
                      "wall time of the whole command (about 3 s of it is start-up, see 5) and peak RSS", long))
     sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
     sections.append(("6. Exported model (greedy, 1 thread; RTF of the model and decoding, features excluded)",
                      exported(args.manifest, repeats)))
-    sections.append(("7. Profile fix: beam 8 + LM decoding only (acoustic log-probs precomputed), 1 thread",
+    sections.append(("7. LM decoding only (acoustic log-probs precomputed), 1 thread",
                      lm_fusion_steps(args.manifest, repeats)))
 
     versions = {m: __import__(m).__version__ for m in ("torch", "torchaudio")}
