@@ -117,14 +117,19 @@ def test_lm_choice_defaults_to_shipped_lm_only_for_shipped_model(tmp_path):
 
 
 def test_cli_decoding_defaults_are_the_library_defaults():
+    """Without --lm-weight / --word-score / --beam-size, an LM gets the values tuned for its kind."""
     import inspect
 
+    import asr
     from asr.cli import evaluate_cmd, transcribe_cmd
-    from asr.decode import DecodingOptions
+    from asr.decode import LM_DEFAULTS, DecodingOptions
 
     d = DecodingOptions()
     for fn in (transcribe_cmd, evaluate_cmd):
         params = inspect.signature(fn).parameters
-        assert params["lm_weight"].default.default == d.lm_weight
-        assert params["word_score"].default.default == d.word_score
+        assert params["lm_weight"].default.default is None and params["word_score"].default.default is None
         assert params["blank_skip"].default.default == d.blank_skip_threshold
+    o = asr.load_model(lm="default").options            # the shipped LM is the word n-gram
+    assert dict(beam_size=o.beam_size, lm_weight=o.lm_weight, word_score=o.word_score) == LM_DEFAULTS["ngram"]
+    o = asr.load_model(lm="default", beam_size=4, lm_weight=0.25).options
+    assert (o.beam_size, o.lm_weight, o.word_score) == (4, 0.25, LM_DEFAULTS["ngram"]["word_score"])
