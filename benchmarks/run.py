@@ -357,7 +357,7 @@ def main() -> None:
     wavs = [load_audio(u.audio_filepath).numpy() for u in read_manifest(args.manifest)]
     long = long_files(wavs, [0.25, 0.5] if args.quick else [1, 10, 60])
     sections.append((f"4. Long files: `asr transcribe --threads 1` (its default decoding: {DEFAULT_LM}), "
-                     "wall time of the whole command (about 3 s of it is start-up, see 5) and peak RSS", long))
+                     "wall time of the whole command (start-up included, see 5) and peak RSS", long))
     sections.append(("5. Cold start", cold_start(np.concatenate(wavs * 3), 1 if args.quick else 3)))
     sections.append(("6. Exported model (greedy, 1 thread; RTF of the model and decoding, features excluded)",
                      exported(args.manifest, repeats)))
