@@ -191,7 +191,7 @@ def train_lm(cfg: LMTrainConfig, tokenizer: Tokenizer) -> tuple[Path, float]:
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
         if step % 50 == 0:
-            bar.set_postfix(ppl=f"{math.exp(float(loss) / count):.1f}")
+            bar.set_postfix(ppl=f"{math.exp(float(loss.detach()) / count):.1f}")
     ppl = perplexity(lm, valid)
     save_lm(cfg.out, lm, tokenizer, train_config=asdict(cfg), valid_perplexity=ppl,
             minutes=(time.time() - start) / 60)
