@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .ngram import NgramLM, word_separator, write_lexicon
 from .tokenizer import Tokenizer
 
 
@@ -94,8 +95,6 @@ class BeamSearchDecoder:
 
     def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None):
         from torchaudio.models.decoder import CTCDecoderLM, ctc_decoder
-
-        from .ngram import NgramLM, word_separator, write_lexicon
 
         self.tokenizer, self.options = tokenizer, options
         common = dict(tokens=list(tokenizer.pieces), nbest=1, beam_size=options.beam_size,

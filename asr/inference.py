@@ -209,6 +209,12 @@ class Evaluation:
         return summary_line(self.result, self.rtf)
 
 
+def utterance_chunks(utt) -> Iterable[tuple[float, torch.Tensor]]:
+    """A manifest entry's audio as ``(offset, waveform)`` pieces: a segment of a longer recording
+    whole, a file in 30-second chunks cut at quiet points (as `Recognizer.transcribe` reads it)."""
+    return [(0.0, load_utterance(utt))] if "offset" in utt.extra else stream_audio(utt.audio_filepath)
+
+
 def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: str | os.PathLike | None = None,
              progress: bool = True) -> Evaluation:
     """WER of `recognizer` on a manifest; RTF = processing time / audio time (loading excluded)."""
@@ -219,10 +225,7 @@ def evaluate(manifest: str | os.PathLike, recognizer: Recognizer, report_dir: st
     busy, audio = 0.0, 0.0
     for utt in tqdm(utts, desc="evaluate", unit="utt", disable=not progress):
         try:
-            if "offset" in utt.extra:   # a segment of a longer recording
-                tr = recognizer.transcribe_chunks([(0.0, load_utterance(utt))], utt.audio_filepath, words=False)
-            else:
-                tr = recognizer.transcribe(utt.audio_filepath, words=False)
+            tr = recognizer.transcribe_chunks(utterance_chunks(utt), utt.audio_filepath, words=False)
         except AudioError as e:
             failures.append(str(e))
             continue
@@ -250,9 +253,8 @@ def tune_lm(manifest: str | os.PathLike, lm: str | os.PathLike, weights: Iterabl
     base = load_model(model, device="cpu", beam_size=beam_size, threads=threads, lm=lm)
     refs, ids, utt_lps = [], [], []
     for utt in tqdm(read_manifest(manifest), desc="log-probs", unit="utt", disable=not progress):
-        chunks = [(0.0, load_utterance(utt))] if "offset" in utt.extra else stream_audio(utt.audio_filepath)
         try:
-            utt_lps.append([base.log_probs(wav) for _, wav in chunks])
+            utt_lps.append([base.log_probs(wav) for _, wav in utterance_chunks(utt)])
         except AudioError:
             continue
         refs.append(utt.text)

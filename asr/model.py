@@ -214,13 +214,18 @@ class BlockStack(nn.Module):
     def stem(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    @property
+    def split(self) -> int:
+        """Index of the first block `top` runs."""
+        return len(self.blocks) - self.trainable_top
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.top(*self.bottom(x, lengths))
 
     def bottom(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self.stem(x, lengths)
         mask = lengths_to_mask(lengths, x.shape[1])
-        for block in self.blocks[:len(self.blocks) - self.trainable_top]:
+        for block in self.blocks[:self.split]:
             x = block(x, mask)
         return (x if self.trainable_top else self.final_norm(x) * mask[..., None]), lengths
 
@@ -228,7 +233,7 @@ class BlockStack(nn.Module):
         if not self.trainable_top:
             return x, lengths
         mask = lengths_to_mask(lengths, x.shape[1])
-        for block in self.blocks[len(self.blocks) - self.trainable_top:]:
+        for block in self.blocks[self.split:]:
             x = block(x, mask)
         return self.final_norm(x) * mask[..., None], lengths
 
@@ -236,7 +241,7 @@ class BlockStack(nn.Module):
         """What `top` trains (nothing while trainable_top is 0)."""
         if not self.trainable_top:
             return []
-        return [*self.blocks[len(self.blocks) - self.trainable_top:], self.final_norm]
+        return [*self.blocks[self.split:], self.final_norm]
 
 
 class Encoder(BlockStack):

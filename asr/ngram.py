@@ -116,22 +116,21 @@ def load_ngram(path: str | Path) -> NgramLM:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such LM file")
-    words, section = [], None
+    words, in_unigrams = [], False
     try:
         with _open_text(path) as f:
             for line in f:
-                if line.startswith("\\"):
-                    if section == "1":
+                if line.startswith("\\"):      # a section header: \data\, \1-grams:, \2-grams:, ...
+                    if in_unigrams:
                         break
-                    section = "1" if line.startswith("\\1-grams:") else line.strip()
-                    continue
-                if section == "1":
+                    in_unigrams = line.startswith("\\1-grams:")
+                elif in_unigrams:
                     p = line.split("\t")
                     if len(p) >= 2 and p[1].strip() not in MARKERS:
                         words.append(p[1].strip())
     except (OSError, UnicodeDecodeError, EOFError) as e:
         raise CheckpointError(f"{path}: cannot read ARPA file ({e})") from None
-    if section is None or not words:
+    if not words:
         raise CheckpointError(f"{path}: not an ARPA file with tab-separated unigrams")
     return NgramLM(path, words)
 
@@ -139,7 +138,8 @@ def load_ngram(path: str | Path) -> NgramLM:
 def spell(word: str, tokenizer: Tokenizer) -> list[str] | None:
     """`word` as tokenizer pieces for the lexicon; None when the tokenizer cannot spell it."""
     pieces = [tokenizer.pieces[i] for i in tokenizer.encode(word)]
-    return pieces if pieces and UNK not in pieces and SPACE not in pieces else None
+    ok = pieces and UNK not in pieces and SPACE not in pieces and not any(c.isspace() for p in pieces for c in p)
+    return pieces if ok else None
 
 
 def word_separator(tokenizer: Tokenizer) -> str:
@@ -155,7 +155,7 @@ def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | Path) 
     with open(path, "w", encoding="utf-8") as f:
         for w in words:
             pieces = spell(w, tokenizer)
-            if pieces and not any(c.isspace() for p in pieces for c in p):
+            if pieces:
                 f.write(f"{w} {' '.join(pieces)}\n")
                 n += 1
     return n
