@@ -1,5 +1,6 @@
-"""CTC decoding: greedy and beam search (torchaudio's flashlight `ctc_decoder`): lexicon-free over
-tokens (alone or with the token-level LSTM LM), or over the words of a word n-gram LM.
+"""CTC decoding: greedy and beam search (flashlight-text's decoders, as in torchaudio's
+`ctc_decoder`): lexicon-free over tokens (alone or with the token-level LSTM LM), or over the
+words of a word n-gram LM.
 
 `DecodingOptions` selects the strategy; every strategy returns `DecodingResult`s.
 """
@@ -9,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from .ngram import NgramLM, word_separator, write_lexicon
-from .tokenizer import Tokenizer
+from .ngram import NgramLM, lexicon, word_separator
+from .tokenizer import UNK, Tokenizer
 
 
 @dataclass
@@ -85,61 +84,97 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
     return out
 
 
+class LexiconSearch:
+    """What a word n-gram search needs and no decoding option changes, built once per (tokenizer,
+    LM): the word dictionary, KenLM, and the trie of the words' spellings (each scored by its
+    unigram, smeared)."""
+
+    def __init__(self, tokenizer: Tokenizer, lm: NgramLM):
+        from flashlight.lib.text.decoder import KenLM, SmearingMode, Trie
+        from flashlight.lib.text.dictionary import Dictionary
+
+        spelled = lexicon(lm.words, tokenizer)
+        if not spelled:
+            raise ValueError(f"{lm.path}: the tokenizer spells none of the LM's words")
+        self.words = Dictionary([*spelled, UNK])
+        self.unk = self.words.get_index(UNK)
+        self.words.set_default_index(self.unk)
+        with _quiet_stderr():       # KenLM prints a progress bar while it reads the file
+            self.lm = KenLM(str(lm.path), self.words)
+        self.silence = tokenizer.pieces.index(word_separator(tokenizer))
+        self.trie = Trie(tokenizer.vocab_size, self.silence)
+        start = self.lm.start(False)
+        for i, ids in enumerate(spelled.values()):
+            self.trie.insert(ids, i, self.lm.score(start, i)[1])
+        self.trie.smear(SmearingMode.MAX)
+
+
 class BeamSearchDecoder:
-    """Beam search, optionally with a language model fused with weight `lm_weight`.
+    """Beam search (flashlight-text's decoders), optionally with a language model fused with
+    weight `lm_weight`.
 
     `lm` is an `asr.lm.LSTMLM` (or any torchaudio `CTCDecoderLM`): lexicon-free search over
     tokens, `word_score` added per emitted token. Or an `asr.ngram.NgramLM`: the search emits only
-    the LM's words (each spelled by the tokenizer), KenLM scores them, `word_score` is added per word.
+    the LM's words (each spelled by the tokenizer), KenLM scores them, `word_score` is added per
+    word; `search` reuses the `LexiconSearch` of another decoder with the same tokenizer and LM.
     """
 
-    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None):
-        from torchaudio.models.decoder import CTCDecoderLM, ctc_decoder
+    def __init__(self, tokenizer: Tokenizer, options: DecodingOptions, lm=None, search: LexiconSearch | None = None):
+        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
+                                                 LexiconFreeDecoder, LexiconFreeDecoderOptions, ZeroLM)
 
-        self.tokenizer, self.options = tokenizer, options
-        common = dict(tokens=list(tokenizer.pieces), nbest=1, beam_size=options.beam_size,
-                      beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
+        self.tokenizer, self.options, self.lm_source = tokenizer, options, lm
+        blank = tokenizer.blank_id
+        common = dict(beam_size=options.beam_size, beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
                       beam_threshold=options.beam_threshold, sil_score=0.0, log_add=True,
-                      blank_token=tokenizer.pieces[0])
+                      criterion_type=CriterionType.CTC)
         if isinstance(lm, NgramLM):
-            with tempfile.TemporaryDirectory() as tmp:
-                lexicon = Path(tmp) / "lexicon.txt"
-                if not write_lexicon(lm.words, tokenizer, lexicon):
-                    raise ValueError(f"{lm.path}: the tokenizer spells none of the LM's words")
-                with _quiet_stderr():       # KenLM prints a progress bar while it reads the file
-                    self.decoder = ctc_decoder(lexicon=str(lexicon), lm=str(lm.path), lm_weight=options.lm_weight,
-                                               word_score=options.word_score, unk_score=float("-inf"),
-                                               sil_token=word_separator(tokenizer), unk_word="<unk>", **common)
+            self.search = search or LexiconSearch(tokenizer, lm)
+            self.decoder = LexiconDecoder(
+                LexiconDecoderOptions(lm_weight=options.lm_weight, word_score=options.word_score,
+                                      unk_score=float("-inf"), **common),
+                self.search.trie, self.search.lm, self.search.silence, blank, self.search.unk, [], False)
             return
-        if lm is not None and not isinstance(lm, CTCDecoderLM):
-            from .lm import FusionLM
-            bonus = options.word_score / options.lm_weight if options.lm_weight else 0.0
-            lm = FusionLM(lm, token_bonus=bonus)
-        self.decoder = ctc_decoder(
-            lexicon=None, lm=lm, lm_weight=options.lm_weight if lm is not None else 0.0, word_score=0.0,
-            sil_token=tokenizer.pieces[0], unk_word=tokenizer.pieces[1], **common)
+        self.search = None
+        if lm is None:
+            self.lm, weight = ZeroLM(), 0.0
+        else:
+            from torchaudio.models.decoder import CTCDecoderLM
+            if not isinstance(lm, CTCDecoderLM):
+                from .lm import FusionLM
+                lm = FusionLM(lm, token_bonus=options.word_score / options.lm_weight if options.lm_weight else 0.0)
+            self.lm, weight = lm, options.lm_weight     # held here: the decoder keeps no Python reference
+        self.decoder = LexiconFreeDecoder(LexiconFreeDecoderOptions(lm_weight=weight, **common),
+                                          self.lm, blank, blank, [])
+
+    def with_options(self, options: DecodingOptions) -> "BeamSearchDecoder":
+        """The same search with other options; an n-gram's `LexiconSearch` is reused, not rebuilt."""
+        return BeamSearchDecoder(self.tokenizer, options, self.lm_source, self.search)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:
         _check(log_probs, lengths, self.tokenizer.vocab_size)
-        log_probs, lengths = log_probs.detach().float().cpu(), lengths.cpu()
+        log_probs, lengths = log_probs.detach().float().cpu().contiguous(), lengths.cpu()
         kept = None
         if self.options.blank_skip_threshold < 1.0 and log_probs.shape[1]:
             log_probs, lengths, kept = skip_blank_runs(log_probs, lengths, self.tokenizer.blank_id,
                                                        self.options.blank_skip_threshold)
-        hyps = self.decoder(log_probs.contiguous(), lengths.to(torch.int32))
+            log_probs = log_probs.contiguous()
+        B, _, V = log_probs.shape
         out = []
-        for b, nbest in enumerate(hyps):
-            if not nbest:
+        for b in range(B):
+            hyps = self.decoder.decode(log_probs.data_ptr() + 4 * b * log_probs.stride(0), int(lengths[b]), V)
+            if not hyps:
                 out.append(DecodingResult("", []))
                 continue
-            h = nbest[0]
-            # Drop blanks (they double as flashlight's silence); its timesteps count from 1.
-            keep = [i for i, t in enumerate(h.tokens.tolist()) if t != self.tokenizer.blank_id]
-            tokens = [int(h.tokens[i]) for i in keep]
-            frames = [max(int(h.timesteps[i]) - 1, 0) for i in keep]
+            # One entry per frame, plus one before the first: a token is emitted where it starts.
+            path, tokens, frames = hyps[0].tokens, [], []
+            for i, t in enumerate(path):
+                if t >= 0 and t != self.tokenizer.blank_id and (i == 0 or t != path[i - 1]):
+                    tokens.append(int(t))
+                    frames.append(max(i - 1, 0))
             if kept is not None:
                 frames = [int(kept[b][min(f, len(kept[b]) - 1)]) for f in frames]
-            out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(h.score)))
+            out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(hyps[0].score)))
         return out
 
 

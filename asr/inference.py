@@ -247,7 +247,8 @@ def tune_lm(manifest: str | os.PathLike, lm: str | os.PathLike, weights: Iterabl
             model: str | os.PathLike | None = None, beam_size: int = 0, threads: int | None = 1,
             progress: bool = True) -> list[tuple[float, float, WERResult]]:
     """WER on `manifest` for every (lm_weight, word_score) pair. The acoustic model runs once per
-    utterance (chunked as in `evaluate`); only the beam search is repeated per pair."""
+    utterance (chunked as in `evaluate`) and an n-gram's lexicon trie is built once; only the beam
+    search is repeated per pair."""
     from tqdm import tqdm
 
     base = load_model(model, device="cpu", beam_size=beam_size, threads=threads, lm=lm)
@@ -262,7 +263,7 @@ def tune_lm(manifest: str | os.PathLike, lm: str | os.PathLike, weights: Iterabl
     rows = []
     for w in weights:
         for b in word_scores:
-            decoder = make_decoder(base.tokenizer, replace(base.options, lm_weight=w, word_score=b), base.lm)
+            decoder = base.decoder.with_options(replace(base.options, lm_weight=w, word_score=b))
             hyps = [" ".join(r.text for lp in lps for r in decoder(lp[None], torch.tensor([lp.shape[0]])) if r.text)
                     for lps in utt_lps]
             rows.append((w, b, score(refs, hyps, ids)))

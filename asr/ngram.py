@@ -4,7 +4,7 @@
 writes an ARPA file in the layout KenLM reads (tab-separated; plain or ``.gz``). KenLM, inside
 flashlight-text under torchaudio's `ctc_decoder`, then scores words during the search, and the
 LM's unigrams are the decoder's lexicon: each word is spelled with the acoustic model's tokenizer
-(`write_lexicon`), so the search only emits words the LM knows. Against the token-level LSTM
+(`lexicon`), so the search only emits words the LM knows. Against the token-level LSTM
 (`asr.lm`), this fixes misspelt words and runs several times faster.
 """
 
@@ -135,27 +135,23 @@ def load_ngram(path: str | Path) -> NgramLM:
     return NgramLM(path, words)
 
 
+def _spellable(pieces: list[str]) -> bool:
+    return bool(pieces) and UNK not in pieces and SPACE not in pieces and not any(c.isspace() for p in pieces for c in p)
+
+
 def spell(word: str, tokenizer: Tokenizer) -> list[str] | None:
     """`word` as tokenizer pieces for the lexicon; None when the tokenizer cannot spell it."""
     pieces = [tokenizer.pieces[i] for i in tokenizer.encode(word)]
-    ok = pieces and UNK not in pieces and SPACE not in pieces and not any(c.isspace() for p in pieces for c in p)
-    return pieces if ok else None
+    return pieces if _spellable(pieces) else None
+
+
+def lexicon(words: Sequence[str], tokenizer: Tokenizer) -> dict[str, list[int]]:
+    """Each of `words` the tokenizer can spell -> its token ids (one batched encode; see `spell`)."""
+    bad = {i for i, p in enumerate(tokenizer.pieces) if not _spellable([p])}
+    return {w: ids for w, ids in zip(words, tokenizer.encode_batch(words)) if ids and bad.isdisjoint(ids)}
 
 
 def word_separator(tokenizer: Tokenizer) -> str:
     """The lexicon search's silence between words: a char tokenizer's space, else the blank (BPE
     pieces carry their word boundary)."""
     return SPACE if tokenizer.kind == "char" else tokenizer.pieces[tokenizer.blank_id]
-
-
-def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | Path) -> int:
-    """A flashlight lexicon (``word piece piece ...`` per line) of the words `tokenizer` can
-    spell; returns how many it holds."""
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for w in words:
-            pieces = spell(w, tokenizer)
-            if pieces:
-                f.write(f"{w} {' '.join(pieces)}\n")
-                n += 1
-    return n

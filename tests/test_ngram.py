@@ -10,7 +10,7 @@ import asr
 from asr.checkpoint import CheckpointError
 from asr.cli import app
 from asr.decode import BeamSearchDecoder, DecodingOptions
-from asr.ngram import build_ngram, load_ngram, spell, write_lexicon
+from asr.ngram import build_ngram, lexicon, load_ngram, spell
 from asr.tokenizer import CharTokenizer, train_tokenizer
 
 runner = CliRunner()
@@ -55,12 +55,27 @@ def test_lexicon_search_emits_only_the_lms_words(bat_lm):
     assert res.frames[0] == 0 and len(res.frames) == len(res.tokens)
 
 
-def test_lexicon_spells_words_with_the_tokenizer(tmp_path):
+def test_lexicon_spells_words_with_the_tokenizer():
     bpe = train_tokenizer(["the bat sat on the mat"] * 20 + ["a rat and a cat"] * 20, "bpe", 40)
     assert "".join(spell("bat", bpe)).replace("\u2581", "") == "bat"
     assert spell("b%t", TOK) is None                      # not spellable: left out
-    assert write_lexicon(["bat", "b%t", "sat"], TOK, tmp_path / "lex.txt") == 2
-    assert (tmp_path / "lex.txt").read_text().splitlines() == ["bat b a t", "sat s a t"]
+    assert lexicon(["bat", "b%t", "sat"], TOK) == {w: TOK.encode(w) for w in ("bat", "sat")}
+    assert lexicon(["bat", "rat"], bpe) == {w: bpe.encode(w) for w in ("bat", "rat")}
+
+
+def test_other_options_reuse_the_lexicon_search(bat_lm):
+    """`with_options` (what `asr lm tune` does per grid point) keeps the built trie and KenLM and
+    decodes as a decoder built from scratch with those options does."""
+    lm = load_ngram(bat_lm[0])
+    torch.manual_seed(0)
+    lp = torch.randn(2, 30, TOK.vocab_size).log_softmax(-1)
+    n = torch.tensor([30, 21])
+    first = BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, lm_weight=0.5, word_score=0.0), lm)
+    for w, b in [(0.1, 2.0), (2.0, -1.0)]:
+        opts = DecodingOptions(beam_size=8, lm_weight=w, word_score=b)
+        again = first.with_options(opts)
+        assert again.search is first.search
+        assert again(lp, n) == BeamSearchDecoder(TOK, opts, lm)(lp, n)
 
 
 def test_bad_ngram_files_give_clear_errors(tmp_path):
