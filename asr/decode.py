@@ -90,7 +90,8 @@ class LexiconSearch:
     unigram, smeared)."""
 
     def __init__(self, tokenizer: Tokenizer, lm: NgramLM):
-        from flashlight.lib.text.decoder import KenLM, SmearingMode, Trie
+        from flashlight.lib.text.decoder import SmearingMode, Trie
+        from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
 
         spelled = lexicon(lm.words, tokenizer)

@@ -63,6 +63,7 @@ def test_joint_loss_is_weighted_sum_of_parts():
     rng = random.Random(f"{cfg.seed}-5")
     seqs = [b["targets"][0, :5].tolist(), b["targets"][1, :3].tolist()] + [text_pool[rng.randrange(2)] for _ in range(4)]
     lm_sum, tokens = lm_loss(model.lm, seqs)
+    extra, lm_sum = extra.detach(), lm_sum.detach()
     assert float(extra) == pytest.approx(0.3 * float(lm_sum) / tokens, rel=1e-5)
     assert parts["lm_loss"] == pytest.approx(float(lm_sum) / tokens, rel=1e-5)
 
