@@ -159,11 +159,11 @@ class BeamSearchDecoder:
         if self.options.blank_skip_threshold < 1.0 and log_probs.shape[1]:
             log_probs, lengths, kept = skip_blank_runs(log_probs, lengths, self.tokenizer.blank_id,
                                                        self.options.blank_skip_threshold)
-            log_probs = log_probs.contiguous()
         B, _, V = log_probs.shape
+        row_bytes = log_probs.element_size() * log_probs.stride(0)
         out = []
         for b in range(B):
-            hyps = self.decoder.decode(log_probs.data_ptr() + 4 * b * log_probs.stride(0), int(lengths[b]), V)
+            hyps = self.decoder.decode(log_probs.data_ptr() + b * row_bytes, int(lengths[b]), V)
             if not hyps:
                 out.append(DecodingResult("", []))
                 continue

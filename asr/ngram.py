@@ -2,9 +2,9 @@
 
 `build_ngram` estimates an n-gram over words from text with PyPI ``arpabo`` (pure Python) and
 writes an ARPA file in the layout KenLM reads (tab-separated; plain or ``.gz``). KenLM, inside
-flashlight-text under torchaudio's `ctc_decoder`, then scores words during the search, and the
-LM's unigrams are the decoder's lexicon: each word is spelled with the acoustic model's tokenizer
-(`lexicon`), so the search only emits words the LM knows. Against the token-level LSTM
+flashlight-text's lexicon decoder (`asr.decode.LexiconSearch`), then scores words during the
+search, and the LM's unigrams are the decoder's lexicon: each word is spelled with the acoustic
+model's tokenizer (`lexicon`), so the search only emits words the LM knows. Against the token-level LSTM
 (`asr.lm`), this fixes misspelt words and runs several times faster.
 """
 
@@ -135,20 +135,17 @@ def load_ngram(path: str | Path) -> NgramLM:
     return NgramLM(path, words)
 
 
-def _spellable(pieces: list[str]) -> bool:
-    return bool(pieces) and UNK not in pieces and SPACE not in pieces and not any(c.isspace() for p in pieces for c in p)
+def lexicon(words: Sequence[str], tokenizer: Tokenizer) -> dict[str, list[int]]:
+    """Each of `words` the tokenizer can spell -> its token ids (one batched encode). Words that
+    need <unk>, the char tokenizer's word separator or a piece holding whitespace are left out."""
+    bad = {i for i, p in enumerate(tokenizer.pieces) if p in (UNK, SPACE) or any(c.isspace() for c in p)}
+    return {w: ids for w, ids in zip(words, tokenizer.encode_batch(words)) if ids and bad.isdisjoint(ids)}
 
 
 def spell(word: str, tokenizer: Tokenizer) -> list[str] | None:
     """`word` as tokenizer pieces for the lexicon; None when the tokenizer cannot spell it."""
-    pieces = [tokenizer.pieces[i] for i in tokenizer.encode(word)]
-    return pieces if _spellable(pieces) else None
-
-
-def lexicon(words: Sequence[str], tokenizer: Tokenizer) -> dict[str, list[int]]:
-    """Each of `words` the tokenizer can spell -> its token ids (one batched encode; see `spell`)."""
-    bad = {i for i, p in enumerate(tokenizer.pieces) if not _spellable([p])}
-    return {w: ids for w, ids in zip(words, tokenizer.encode_batch(words)) if ids and bad.isdisjoint(ids)}
+    ids = lexicon([word], tokenizer).get(word)
+    return [tokenizer.pieces[i] for i in ids] if ids else None
 
 
 def word_separator(tokenizer: Tokenizer) -> str:
