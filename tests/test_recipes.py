@@ -5,6 +5,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from asr.manifest import read_manifest
@@ -132,3 +133,29 @@ def test_offline_en_recipe_smoke(tmp_path, capsys):
     recipe.main(args + ["--stage", "2", "--stop-stage", "2"])
     assert wavs[0].exists()
     assert all(w.stat().st_mtime_ns == stamps[w] for w in wavs[1:])
+
+
+def test_offline_en_real_short(tmp_path, monkeypatch, capsys):
+    """dev-real-short: card names read from cards.transcription, other texts from the table, headerless
+    16 kHz PCM written out as WAV; a missing source folder skips the split with a message."""
+    recipe = load_recipe("offline_en")
+    src = tmp_path / "src"
+    (src / "cards").mkdir(parents=True)
+    pcm = (np.sin(np.arange(8000) / 5) * 8000).astype("<i2")
+    pcm.tofile(src / "go.raw")
+    sf.write(src / "cards" / "001.wav", pcm / 32768, 16000)
+    (src / "cards" / "cards.transcription").write_text("<s> ten of clubs  </s> (001)\n")
+    monkeypatch.setattr(recipe, "PS_DATA", src)
+    monkeypatch.setattr(recipe, "REAL_SHORT", {"cards-001": (src / "cards" / "001.wav", None),
+                                               "go": (src / "go.raw", "go forward")})
+    out = tmp_path / "exp"
+    recipe.real_short(out)
+    utts = read_manifest(out / "dev-real-short.jsonl")
+    assert [u.text for u in utts] == ["ten of clubs", "go forward"]
+    x, sr = sf.read(utts[1].audio_filepath, dtype="int16")
+    assert sr == 16000 and np.array_equal(x, pcm) and abs(utts[1].duration - 0.5) < 1e-6
+
+    monkeypatch.setattr(recipe, "REAL_SHORT", {"gone": (tmp_path / "nowhere" / "x.wav", "x")})
+    recipe.real_short(tmp_path / "exp2")
+    assert "dev-real-short: skipped" in capsys.readouterr().err
+    assert not (tmp_path / "exp2" / "dev-real-short.jsonl").exists()

@@ -6,13 +6,14 @@
 Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages):
   1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
-  3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips)
+  3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips),
+               dev-real-short.jsonl (short real commands, card names and channel names)
   4 tokenizer  sentencepiece BPE on the training text
   5 lm         word n-gram LM (ARPA) on training + LM-only text and the system word list
   6 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
                encoder, frozen, with a Conformer adapter and CTC head trained on top
   7 score      greedy, beam and beam + LM WER on every split and on 8 kHz telephone copies of
-               test-unseen and dev-real -> OUT/RESULTS.md
+               test-unseen, dev-real and dev-real-short -> OUT/RESULTS.md
   8 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt,
                and OUT/lm/ngram.arpa.gz to asr/pretrained/default-lm.arpa.gz)
 """
@@ -33,7 +34,19 @@ import text as textprep  # noqa: E402
 from asr.manifest import Utterance, read_manifest, write_manifest  # noqa: E402
 from asr.recipe import run_stages, stage_parser, torchrun_train  # noqa: E402
 
-LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+PS_DATA = Path("/usr/share/pocketsphinx/test/data")
+LIBRIVOX = PS_DATA / "librivox"
+# Short real recordings with known words (other speakers and microphones than LibriVox): the card
+# names and commands of pocketsphinx-testdata and the channel names of alsa-utils' speaker test.
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+REAL_SHORT = {
+    **{f"cards-{i:03d}": (PS_DATA / "cards" / f"{i:03d}.wav", None) for i in range(1, 6)},
+    "goforward": (PS_DATA / "goforward.raw", "go forward ten meters"),
+    "tidigits-dhd-2934z": (PS_DATA / "tidigits" / "dhd.2934z.raw", "two nine three four zero"),
+    **{f"alsa-{n.lower().replace('_', '-')}": (ALSA_SOUNDS / f"{n}.wav", n.replace("_", " ").lower())
+       for n in ("Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
+                 "Side_Left", "Side_Right")},
+}
 
 
 def stage_text(args, out: Path) -> None:
@@ -97,6 +110,37 @@ def stage_manifests(args, out: Path) -> None:
             wav = LIBRIVOX / f"{uid}.wav"
             utts.append(Utterance(str(wav), text, sf.info(str(wav)).duration, {"id": uid}))
         write_manifest(out / "dev-real.jsonl", utts)
+    real_short(out)
+
+
+def real_short(out: Path) -> None:
+    """OUT/dev-real-short.jsonl: 15 short real recordings (REAL_SHORT; raw 16 kHz PCM is written out
+    as WAV to OUT/wav-real/), for looking at more speakers than LibriVox's one; skipped with a
+    message when pocketsphinx-testdata or alsa-utils is missing."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.io import atomic_write
+
+    missing = sorted({str(p.parent) for p, _ in REAL_SHORT.values() if not p.exists()})
+    if missing:
+        print(f"dev-real-short: skipped, missing {', '.join(missing)} (apt-get install pocketsphinx-testdata "
+              "alsa-utils)", file=sys.stderr)
+        return
+    cards = {}
+    for line in (PS_DATA / "cards" / "cards.transcription").read_text().splitlines():
+        words, _, uid = line.rpartition("(")
+        cards[f"cards-{uid.strip(') ')}"] = words.replace("<s>", "").replace("</s>", "").strip()
+    utts = []
+    for uid, (path, text) in REAL_SHORT.items():
+        if path.suffix == ".raw":       # headerless 16 kHz 16-bit little-endian mono
+            wav = out / "wav-real" / f"{uid}.wav"
+            if not wav.exists():
+                with atomic_write(wav, "wb") as f:
+                    sf.write(f, np.fromfile(path, dtype="<i2"), 16000, format="WAV", subtype="PCM_16")
+            path = wav
+        utts.append(Utterance(str(path), text or cards[uid], sf.info(str(path)).duration, {"id": uid}))
+    write_manifest(out / "dev-real-short.jsonl", utts)
 
 
 def stage_tokenizer(args, out: Path) -> None:
@@ -173,14 +217,17 @@ def narrowband(out: Path, split: str) -> None:
 def stage_score(args, out: Path) -> None:
     """WER per split (greedy, beam, beam + LSTM LM when OUT/lm/lm.pt exists, beam + word n-gram
     when OUT/lm/ngram.arpa.gz exists), also on 8 kHz telephone
-    copies of test-unseen and dev-real, and pocketsphinx on dev-real in the same run ->
+    copies of test-unseen, dev-real and dev-real-short, and pocketsphinx on the real splits in the
+    same run ->
     OUT/score/summary.tsv and OUT/RESULTS.md."""
     import csv
     import platform
 
     from asr.inference import evaluate, load_model
 
-    for split in ("test-unseen", "dev-real"):
+    if not (out / "dev-real-short.jsonl").exists():
+        real_short(out)
+    for split in ("test-unseen", "dev-real", "dev-real-short"):
         narrowband(out, split)
 
     model = out / args.train_dir / "model.pt"
@@ -193,7 +240,8 @@ def stage_score(args, out: Path) -> None:
     if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
     rows = []
-    for split in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k"):
+    for split in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k", "dev-real-short",
+                  "dev-real-short-8k"):
         manifest = out / f"{split}.jsonl"
         if not manifest.exists():
             continue
@@ -202,19 +250,21 @@ def stage_score(args, out: Path) -> None:
                           report_dir=out / "score" / name.replace(" ", "").replace("+", "_").replace("-", ""))
             rows.append((split, name, ev))
             print(f"{split} {name}: {ev.summary()}", file=sys.stderr)
-    peer = ""
-    try:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-        import peers
-        peer = peers.evaluate_engine("pocketsphinx", str(out / "dev-real.jsonl"))
-    except Exception as e:   # pocketsphinx not installed
-        peer = f"not measured ({type(e).__name__}: {e})"
+    peer = {}
+    for split in ("dev-real", "dev-real-short"):
+        try:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+            import peers
+            peer[split] = peers.evaluate_engine("pocketsphinx", str(out / f"{split}.jsonl"))
+        except Exception as e:   # pocketsphinx not installed, or no such split
+            peer[split] = f"not measured ({type(e).__name__}: {e})"
     (out / "score").mkdir(exist_ok=True)
     with open(out / "score" / "summary.tsv", "w") as f:
         f.write("split\tdecoding\tsummary\n")
         for split, dec, ev in rows:
             f.write(f"{split}\t{dec}\t{ev.summary()}\n")
-        f.write(f"dev-real\tpocketsphinx 5.1.1 en-us\t{peer}\n")
+        for split, summary in peer.items():
+            f.write(f"{split}\tpocketsphinx 5.1.1 en-us\t{summary}\n")
 
     train_utts = read_manifest(out / "train.jsonl")
     hours = sum(u.duration for u in train_utts) / 3600
@@ -244,7 +294,8 @@ Training: {last['step']} steps, {int(last['epoch']) + 1} epoch(s) started, {floa
 
 {chr(10).join(lines)}
 
-pocketsphinx 5.1.1 (its en-us model) on dev-real, measured in the same run: `{peer}`
+pocketsphinx 5.1.1 (its en-us model), measured in the same run: dev-real `{peer["dev-real"]}`;
+dev-real-short `{peer["dev-real-short"]}`
 
 ## Time to accuracy (dev-small, greedy, measured during training)
 
