@@ -37,7 +37,8 @@ from asr.recipe import run_stages, stage_parser, torchrun_train  # noqa: E402
 PS_DATA = Path("/usr/share/pocketsphinx/test/data")
 LIBRIVOX = PS_DATA / "librivox"
 # Short real recordings with known words (other speakers and microphones than LibriVox): the card
-# names, a command and a digit string of pocketsphinx-testdata and the channel names of alsa-utils' speaker test.
+# names, a command and a digit string of pocketsphinx-testdata, and the channel names of
+# alsa-utils' speaker test.
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
 REAL_SHORT = {
     **{f"cards-{i:03d}": (PS_DATA / "cards" / f"{i:03d}.wav", None) for i in range(1, 6)},
