@@ -104,14 +104,20 @@ def stage_manifests(args, out: Path) -> None:
         print(f"manifest: {names[split]}: {len(utts)} utterances, {hours:.2f} h, {voices} voices", file=sys.stderr)
     if LIBRIVOX.exists():
         utts = []
-        for line in (LIBRIVOX / "transcription").read_text().splitlines():
-            words, _, uid = line.rpartition("(")
-            uid = uid.strip(") ")
-            text = words.replace("<s>", "").replace("</s>", "").strip()
+        for uid, text in sphinx_transcription(LIBRIVOX / "transcription").items():
             wav = LIBRIVOX / f"{uid}.wav"
             utts.append(Utterance(str(wav), text, sf.info(str(wav)).duration, {"id": uid}))
         write_manifest(out / "dev-real.jsonl", utts)
     real_short(out)
+
+
+def sphinx_transcription(path: Path) -> dict[str, str]:
+    """A CMU Sphinx transcription file (`<s> words </s> (id)` per line) -> {id: words}."""
+    texts = {}
+    for line in path.read_text().splitlines():
+        words, _, uid = line.rpartition("(")
+        texts[uid.strip(") ")] = words.replace("<s>", "").replace("</s>", "").strip()
+    return texts
 
 
 def real_short(out: Path) -> None:
@@ -128,10 +134,7 @@ def real_short(out: Path) -> None:
         print(f"dev-real-short: skipped, missing {', '.join(missing)} (apt-get install pocketsphinx-testdata "
               "alsa-utils)", file=sys.stderr)
         return
-    cards = {}
-    for line in (PS_DATA / "cards" / "cards.transcription").read_text().splitlines():
-        words, _, uid = line.rpartition("(")
-        cards[f"cards-{uid.strip(') ')}"] = words.replace("<s>", "").replace("</s>", "").strip()
+    cards = sphinx_transcription(PS_DATA / "cards" / "cards.transcription")
     utts = []
     for uid, (path, text) in REAL_SHORT.items():
         if path.suffix == ".raw":       # headerless 16 kHz 16-bit little-endian mono
@@ -140,7 +143,8 @@ def real_short(out: Path) -> None:
                 with atomic_write(wav, "wb") as f:
                     sf.write(f, np.fromfile(path, dtype="<i2"), 16000, format="WAV", subtype="PCM_16")
             path = wav
-        utts.append(Utterance(str(path), text or cards[uid], sf.info(str(path)).duration, {"id": uid}))
+        text = text or cards[uid.removeprefix("cards-")]
+        utts.append(Utterance(str(path), text, sf.info(str(path)).duration, {"id": uid}))
     write_manifest(out / "dev-real-short.jsonl", utts)
 
 
@@ -240,21 +244,21 @@ def stage_score(args, out: Path) -> None:
     ngram = out / "lm" / "ngram.arpa.gz"
     if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
+    splits = [s for s in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k", "dev-real-short",
+                          "dev-real-short-8k") if (out / f"{s}.jsonl").exists()]
     rows = []
-    for split in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k", "dev-real-short",
-                  "dev-real-short-8k"):
-        manifest = out / f"{split}.jsonl"
-        if not manifest.exists():
-            continue
-        for name, kw in decodings:
-            ev = evaluate(manifest, load_model(model, device="cpu", threads=1, **kw),
+    for name, kw in decodings:      # each decoder (and its n-gram lexicon) built once for every split
+        decoder = load_model(model, device="cpu", threads=1, **kw)
+        for split in splits:
+            ev = evaluate(out / f"{split}.jsonl", decoder,
                           report_dir=out / "score" / name.replace(" ", "").replace("+", "_").replace("-", ""))
             rows.append((split, name, ev))
             print(f"{split} {name}: {ev.summary()}", file=sys.stderr)
+    rows.sort(key=lambda r: splits.index(r[0]))     # split by split, decodings in order (stable sort)
     peer = {}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     for split in ("dev-real", "dev-real-short"):
         try:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
             import peers
             peer[split] = peers.evaluate_engine("pocketsphinx", str(out / f"{split}.jsonl"))
         except Exception as e:   # pocketsphinx not installed, or no such split
