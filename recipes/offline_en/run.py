@@ -357,7 +357,8 @@ def main(argv=None) -> None:
                         "and train on that; 0 = run it at every step")
     p.add_argument("--encoder-trainable-top", type=int, default=0,
                    help="frozen encoder: its top N blocks learn all the same (the cache then holds the output "
-                        "of the blocks below them)")
+                        "of the blocks below them); with the Whisper preset 3 at most did well, all 4 cost "
+                        "held-out accuracy (RESULTS.md, run 7)")
     p.add_argument("--train-dir", default="train", help="experiment folder under OUT for stages 4-7")
     p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
