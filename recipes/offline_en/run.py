@@ -257,9 +257,9 @@ def stage_score(args, out: Path) -> None:
     rows.sort(key=lambda r: splits.index(r[0]))     # split by split, decodings in order (stable sort)
     peer = {}
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import peers
     for split in ("dev-real", "dev-real-short"):
         try:
-            import peers
             peer[split] = peers.evaluate_engine("pocketsphinx", str(out / f"{split}.jsonl"))
         except Exception as e:   # pocketsphinx not installed, or no such split
             peer[split] = f"not measured ({type(e).__name__}: {e})"
@@ -357,8 +357,8 @@ def main(argv=None) -> None:
                         "and train on that; 0 = run it at every step")
     p.add_argument("--encoder-trainable-top", type=int, default=0,
                    help="frozen encoder: its top N blocks learn all the same (the cache then holds the output "
-                        "of the blocks below them); with the Whisper preset 3 at most did well, all 4 cost "
-                        "held-out accuracy (RESULTS.md, run 7)")
+                        "of the blocks below them); with the Whisper preset keep N <= 3 (all 4 cost held-out "
+                        "accuracy: RESULTS.md, run 7)")
     p.add_argument("--train-dir", default="train", help="experiment folder under OUT for stages 4-7")
     p.add_argument("--nproc", type=int, default=2, help="DDP training processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
