@@ -20,6 +20,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
@@ -31,6 +32,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         except FileNotFoundError:
             pass
         raise
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode `path` has, or the one a plain `open(path, "w")` would give it under the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def safe_child(folder: str | os.PathLike, name: str) -> Path:

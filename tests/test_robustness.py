@@ -109,6 +109,23 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     assert list(tmp_path.iterdir()) == [p]
 
 
+def test_atomic_write_gives_the_mode_a_plain_write_would(tmp_path):
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.txt"
+        with atomic_write(new) as f:
+            f.write("x")
+        assert new.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        with atomic_write(kept) as f:
+            f.write("new")
+        assert kept.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_full_disk_on_stdout_is_a_clear_error(tiny_model, tmp_path):
     if not Path("/dev/full").exists():
         pytest.fail("/dev/full is needed for this test")
