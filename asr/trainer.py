@@ -73,6 +73,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     grad_clip: float = 5.0
     augment: bool = True
+    augment_overrides: dict = field(default_factory=dict)  # AugmentConfig fields, e.g. {p_reverb: 0.6}
     augment_ramp_steps: int = 1000   # waveform augmentation ramps in over these steps
     specaugment: bool = True
     specaugment_start_step: int = 0  # SpecAugment joins at this step (let the model align first)
@@ -279,6 +280,14 @@ def _setup_text_side(model: model_lib.CTCModel, cfg: TrainConfig, tokenizer: Tok
         model.lm.embedding.weight.requires_grad_(False)
 
 
+def _augment_config(cfg: TrainConfig) -> AugmentConfig:
+    known = {f.name for f in fields(AugmentConfig)}
+    unknown = sorted(set(cfg.augment_overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown augment_overrides {unknown}; known: {', '.join(sorted(known))}")
+    return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment_overrides.items()})
+
+
 def _build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     if cfg.init_from:
         model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
@@ -367,7 +376,7 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg, tokenizer)
     frontend = model.config.frontend
-    train_set = SpeechDataset(train_utts, tokenizer, AugmentConfig() if cfg.augment else None, seed=cfg.seed,
+    train_set = SpeechDataset(train_utts, tokenizer, _augment_config(cfg) if cfg.augment else None, seed=cfg.seed,
                               frontend=frontend)
     valid_set = SpeechDataset(valid_utts, tokenizer, frontend=frontend)
     _set_cmvn(model, cfg, train_set)

@@ -142,3 +142,21 @@ def test_resume_from_a_checkpoint_with_one_optimizer_group(tone_corpus, tmp_path
     resumed = load_checkpoint(tmp_path / "exp" / "checkpoint-6.pt")["optimizer"]
     assert [g["name"] for g in resumed["param_groups"]] == ["encoder", "rest"]
     assert resumed["state"][0]["step"] == 6
+
+
+def test_augment_overrides_set_the_augmentation(tone_corpus, tmp_path, monkeypatch):
+    cfg = TrainConfig().with_overrides(["augment_overrides.p_reverb=0.9", "augment_overrides.rt60=[0.2, 0.8]"])
+    seen = []
+    real = asr.trainer.SpeechDataset
+
+    def spy(utts, tokenizer, augment_cfg=None, **kw):
+        seen.append(augment_cfg)
+        return real(utts, tokenizer, augment_cfg, **kw)
+
+    monkeypatch.setattr(asr.trainer, "SpeechDataset", spy)
+    train(tiny_train_config(tone_corpus, tmp_path / "exp", max_steps=1, augment=True,
+                            augment_overrides=cfg.augment_overrides))
+    assert seen[0].p_reverb == 0.9 and seen[0].rt60 == (0.2, 0.8) and seen[0].p_noise == 0.5
+    with pytest.raises(ValueError, match="unknown augment_overrides"):
+        train(tiny_train_config(tone_corpus, tmp_path / "bad", max_steps=1, augment=True,
+                                augment_overrides={"p_reverbb": 0.9}))
