@@ -356,6 +356,7 @@ def _set_cmvn(model: model_lib.CTCModel, cfg: TrainConfig, train_set: SpeechData
 
 def train(cfg: TrainConfig) -> Path:
     """Train a CTC model; returns the path of the final (averaged) model checkpoint."""
+    augment_cfg = _augment_config(cfg) if cfg.augment else None   # a bad override fails before any work
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -376,7 +377,7 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = _build_model(cfg, tokenizer)
     frontend = model.config.frontend
-    train_set = SpeechDataset(train_utts, tokenizer, _augment_config(cfg) if cfg.augment else None, seed=cfg.seed,
+    train_set = SpeechDataset(train_utts, tokenizer, augment_cfg, seed=cfg.seed,
                               frontend=frontend)
     valid_set = SpeechDataset(valid_utts, tokenizer, frontend=frontend)
     _set_cmvn(model, cfg, train_set)
