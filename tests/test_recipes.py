@@ -130,9 +130,19 @@ def test_offline_en_recipe_smoke(tmp_path, capsys):
     stamps = {w: w.stat().st_mtime_ns for w in wavs}
     wavs[0].unlink()
     (out / ".done" / "2").unlink()
-    recipe.main(args + ["--stage", "2", "--stop-stage", "2"])
+    recipe.main(["--stage", "2", "--stop-stage", "2"] + args)   # before args: --train-args takes the rest
     assert wavs[0].exists()
     assert all(w.stat().st_mtime_ns == stamps[w] for w in wavs[1:])
+
+    # --extra-hours: more training speech from LM-only sentences; train, dev and test stay as they were
+    recipe.main(["--stage", "1", "--stop-stage", "3", "--force", "--extra-hours", "0.005"] + args)
+    same = lambda utts: [(u.text, u.extra["voice"], u.duration) for u in utts]  # noqa: E731
+    train2 = read_manifest(out / "train.jsonl")
+    assert same(train2[:len(train)]) == same(train) and len(train2) == len(train) + 5
+    assert all(u.extra["id"].startswith("extra-") and u.extra["voice"].startswith("espeak:") for u in train2[len(train):])
+    assert not {u.text for u in train2[len(train):]} & {u.text for u in train + dev + test}
+    assert same(read_manifest(out / "dev.jsonl")) == same(dev)
+    assert same(read_manifest(out / "test-unseen.jsonl")) == same(test)
 
 
 def test_offline_en_real_short(tmp_path, monkeypatch, capsys):

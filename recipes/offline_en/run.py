@@ -55,8 +55,11 @@ def stage_text(args, out: Path) -> None:
     n_train = int(args.hours * 3600 / 3.3)
     splits = textprep.split_sentences(sents, args.n_dev, args.n_test)
     splits["train"] = splits["train"][:n_train]
-    # Text-only sentences (not spoken) for the language model; test sentences are excluded.
+    # Text-only sentences for the language model; test sentences are excluded. The first of them are
+    # spoken too when --extra-hours asks for more training speech (train-extra: it grows the
+    # training set without changing the sentences or voices of train, dev and test).
     splits["lm"] = sents[args.n_test + args.n_dev + n_train:]
+    splits["train-extra"] = splits["lm"][:int(args.extra_hours * 3600 / 3.3)]
     for name, lines in splits.items():
         (out / "text").mkdir(parents=True, exist_ok=True)
         (out / "text" / f"{name}.txt").write_text("\n".join(lines) + "\n")
@@ -70,10 +73,14 @@ def _names(option: str) -> set[str] | None:
 def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, list[synth.Job]]:
     rng = random.Random(seed)
     jobs = {}
-    for split, unseen in (("train", False), ("dev", False), ("test", True)):
-        lines = (out / "text" / f"{split}.txt").read_text().split("\n")
-        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
-                              rng.randrange(2**31))
+    # One draw after another: train-extra comes last so that it leaves the other splits' voices as
+    # they were without it.
+    for split, unseen in (("train", False), ("dev", False), ("test", True), ("train-extra", False)):
+        path = out / "text" / f"{split}.txt"
+        lines = path.read_text().split("\n") if path.exists() else []
+        prefix = "extra" if split == "train-extra" else split
+        jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
+                                 rng.randrange(2**31))
                        for i, s in enumerate(lines) if s]
     return jobs
 
@@ -91,17 +98,19 @@ def stage_synth(args, out: Path) -> None:
 
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
-    names = {"train": "train", "dev": "dev", "test": "test-unseen"}
+    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train"}
+    manifests: dict[str, list[Utterance]] = {}
     for split, jobs in _jobs(out, args.seed, _names(args.engines)).items():
-        utts = []
+        utts = manifests.setdefault(names[split], [])
         for j in jobs:
             wav = out / "wav" / f"{j.utt_id}.wav"
             if wav.exists():
                 utts.append(Utterance(str(wav), j.text, sf.info(str(wav)).duration, {"id": j.utt_id, "voice": j.voice}))
-        write_manifest(out / f"{names[split]}.jsonl", utts)
+    for name, utts in manifests.items():
+        write_manifest(out / f"{name}.jsonl", utts)
         hours = sum(u.duration for u in utts) / 3600
         voices = len({u.extra["voice"] for u in utts})
-        print(f"manifest: {names[split]}: {len(utts)} utterances, {hours:.2f} h, {voices} voices", file=sys.stderr)
+        print(f"manifest: {name}: {len(utts)} utterances, {hours:.2f} h, {voices} voices", file=sys.stderr)
     if LIBRIVOX.exists():
         utts = []
         for uid, text in sphinx_transcription(LIBRIVOX / "transcription").items():
@@ -338,6 +347,8 @@ STAGES = [("text", stage_text), ("synth", stage_synth), ("manifests", stage_mani
 def main(argv=None) -> None:
     p = stage_parser(__doc__, "exp/offline_en")
     p.add_argument("--hours", type=float, default=12.0, help="hours of training speech to synthesise")
+    p.add_argument("--extra-hours", type=float, default=0.0,
+                   help="hours of further training speech, from LM-only sentences (train, dev and test stay as they are)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
     p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper, or all")
     p.add_argument("--n-dev", type=int, default=300)
