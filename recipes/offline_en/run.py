@@ -50,16 +50,19 @@ REAL_SHORT = {
 }
 
 
+SECONDS_PER_SENTENCE = 3.3   # to turn --hours and --extra-hours into sentence counts
+
+
 def stage_text(args, out: Path) -> None:
     sents = textprep.collect_sentences(seed=args.seed, sources=_names(args.text_sources))
-    n_train = int(args.hours * 3600 / 3.3)
+    n_train = int(args.hours * 3600 / SECONDS_PER_SENTENCE)
     splits = textprep.split_sentences(sents, args.n_dev, args.n_test)
     splits["train"] = splits["train"][:n_train]
     # Text-only sentences for the language model; test sentences are excluded. The first of them are
     # spoken too when --extra-hours asks for more training speech (train-extra: it grows the
     # training set without changing the sentences or voices of train, dev and test).
     splits["lm"] = sents[args.n_test + args.n_dev + n_train:]
-    splits["train-extra"] = splits["lm"][:int(args.extra_hours * 3600 / 3.3)]
+    splits["train-extra"] = splits["lm"][:int(args.extra_hours * 3600 / SECONDS_PER_SENTENCE)]
     for name, lines in splits.items():
         (out / "text").mkdir(parents=True, exist_ok=True)
         (out / "text" / f"{name}.txt").write_text("\n".join(lines) + "\n")
@@ -75,10 +78,10 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, li
     jobs = {}
     # One draw after another: train-extra comes last so that it leaves the other splits' voices as
     # they were without it.
-    for split, unseen in (("train", False), ("dev", False), ("test", True), ("train-extra", False)):
+    for split, prefix, unseen in (("train", "train", False), ("dev", "dev", False), ("test", "test", True),
+                                  ("train-extra", "extra", False)):
         path = out / "text" / f"{split}.txt"
         lines = path.read_text().split("\n") if path.exists() else []
-        prefix = "extra" if split == "train-extra" else split
         jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
                                  rng.randrange(2**31))
                        for i, s in enumerate(lines) if s]
