@@ -1,4 +1,5 @@
-"""Waveform augmentation for training: speed, noise, reverberation, telephone band, gain.
+"""Waveform augmentation for training: voice (pitch and formants), speed, noise, reverberation,
+telephone band, gain.
 
 `AugmentConfig` holds the probabilities; `augment(wav, cfg, rng)` draws one chain per utterance.
 The aim is robustness to real, unseen voices and channels (including 8 kHz telephone speech).
@@ -18,6 +19,8 @@ from .audio import SAMPLE_RATE, resample
 
 @dataclass
 class AugmentConfig:
+    p_pitch: float = 0.0             # shift pitch and formants together, keeping the duration:
+    pitch_semitones: tuple[float, float] = (-4.0, 4.0)  # a new voice from a synthetic one
     speed_factors: tuple[float, ...] = (0.9, 1.0, 1.1)
     p_noise: float = 0.5
     snr_db: tuple[float, float] = (5.0, 30.0)
@@ -28,7 +31,9 @@ class AugmentConfig:
 
 
 def augment(wav: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """One random augmentation chain: speed -> reverb -> telephone -> noise -> gain."""
+    """One random augmentation chain: pitch -> speed -> reverb -> telephone -> noise -> gain."""
+    if cfg.p_pitch > 0 and rng.random() < cfg.p_pitch:   # no draw when off: older chains stay as they were
+        wav = pitch_shift(wav, rng.uniform(*cfg.pitch_semitones))
     wav = speed_perturb(wav, rng.choice(cfg.speed_factors))
     if rng.random() < cfg.p_reverb:
         wav = reverberate(wav, rng.uniform(*cfg.rt60), rng)
@@ -47,6 +52,20 @@ def speed_perturb(wav: torch.Tensor, factor: float) -> torch.Tensor:
     # Resampling from sr*factor to sr shortens the signal by `factor`.
     num = int(round(SAMPLE_RATE * factor / 100))
     return resample(wav, num, SAMPLE_RATE // 100)
+
+
+def pitch_shift(wav: torch.Tensor, semitones: float, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
+    """Move pitch and formants by `semitones` at the same duration: speed perturbation, then a
+    phase-vocoder stretch back to the input length (a vocal-tract-length and pitch change)."""
+    factor = 2.0 ** (semitones / 12.0)
+    y = speed_perturb(wav, round(factor, 2))
+    if y.numel() < n_fft:
+        return wav
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(y, n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, math.pi * hop, spec.shape[0])[:, None]
+    spec = torchaudio.functional.phase_vocoder(spec, y.numel() / wav.numel(), advance)
+    return torch.istft(spec, n_fft, hop, window=window, length=wav.numel())
 
 
 def add_noise(wav: torch.Tensor, snr_db: float, rng: random.Random | None = None, colour: float = 0.0) -> torch.Tensor:

@@ -82,3 +82,27 @@ def test_stream_covers_file_in_bounded_chunks(tmp_path):
     # The pieces put back together are the whole signal.
     assert torch.allclose(torch.cat([c for _, c in chunks]), load_audio(p)[:total], atol=1e-3)
     assert audio_duration(p) == pytest.approx(len(x) / sr)
+
+
+@pytest.mark.parametrize("semitones", [-4.0, 3.0])
+def test_pitch_shift_moves_the_pitch_and_keeps_the_duration(semitones):
+    from asr.augment import pitch_shift
+
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=1.0, freq=200.0)).float()
+    out = pitch_shift(wav, semitones)
+    assert out.shape == wav.shape
+    spectrum = torch.fft.rfft(out[2000:-2000] * torch.hann_window(12000)).abs()
+    peak_hz = spectrum.argmax().item() * SAMPLE_RATE / 12000
+    assert peak_hz == pytest.approx(200.0 * 2 ** (semitones / 12), rel=0.03)
+
+
+def test_voice_augmentation_is_seeded_and_changes_the_chain_only_when_on():
+    import random
+
+    from asr.augment import AugmentConfig, augment
+
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=0.5)).float()
+    off = augment(wav, AugmentConfig(), random.Random(7))
+    on = augment(wav, AugmentConfig(p_pitch=1.0), random.Random(7))
+    assert torch.equal(off, augment(wav, AugmentConfig(), random.Random(7)))
+    assert not torch.equal(off, on)
