@@ -67,17 +67,27 @@ def model_from_checkpoint(state: dict) -> tuple[CTCModel, Tokenizer]:
     return model, Tokenizer.from_dict(state["tokenizer"])
 
 
-def average_checkpoints(paths: list[str | Path]) -> dict:
-    """Element-wise mean of the model weights of several checkpoints (float tensors only)."""
+def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None) -> dict:
+    """Element-wise (weighted) mean of the model weights of several checkpoints (float tensors only).
+
+    With `weights` it interpolates models fine-tuned from one another, e.g. a model and the one it
+    started from (weight-space ensembling, as in WiSE-FT); they are normalised to sum to 1. The
+    checkpoints must share their config and tokenizer; the rest of the state is the last one's."""
+    if weights is not None and (len(weights) != len(paths) or any(w < 0 for w in weights) or sum(weights) <= 0):
+        raise ValueError(f"need one weight >= 0 per checkpoint ({len(paths)}), not all zero; got {weights}")
+    w = [x / sum(weights) for x in weights] if weights is not None else [1 / len(paths)] * len(paths)
     states = [load_checkpoint(p) for p in paths]
+    for p, s in zip(paths, states):
+        if s["model_config"] != states[-1]["model_config"] or s.get("tokenizer") != states[-1].get("tokenizer"):
+            raise CheckpointError(f"{p}: another model config or tokenizer than {paths[-1]}; cannot average them")
     avg = dict(states[-1])
-    weights = {}
+    model = {}
     for k, v in states[-1]["model"].items():
         if v.is_floating_point():
-            weights[k] = sum(s["model"][k].double() for s in states).div(len(states)).to(v.dtype)
+            model[k] = sum(wi * s["model"][k].double() for wi, s in zip(w, states)).to(v.dtype)
         else:
-            weights[k] = v
-    avg["model"] = weights
+            model[k] = v
+    avg["model"] = model
     for key in ("optimizer", "scheduler", "scaler", "rng", "sampler"):
         avg.pop(key, None)
     return avg

@@ -295,6 +295,26 @@ def export_cmd(
     typer.echo(f"wrote {path} and {path}.tokens.json", err=True)
 
 
+@app.command("average")
+@_guard
+def average_cmd(
+    models: List[Path] = typer.Argument(..., help="Checkpoints of one model config and tokenizer."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model file to write."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per model, comma-separated "
+                                          "(normalised; default: equal). E.g. '1,2' puts a fine-tuned "
+                                          "model (second) 2/3 of the way from the model it started from."),
+):
+    """Average or interpolate the weights of several models into one (model soup, WiSE-FT)."""
+    from .checkpoint import average_checkpoints, write_checkpoint
+
+    w = [float(x) for x in weights.split(",")] if weights else None
+    state = average_checkpoints(models, w)
+    w = w or [1.0] * len(models)
+    state["averaged"] = [f"{p.name} x {x / sum(w):.3f}" for p, x in zip(models, w)]
+    write_checkpoint(output, state)
+    typer.echo(f"wrote {output}", err=True)
+
+
 @app.command("align")
 @_guard
 def align_cmd(

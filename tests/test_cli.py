@@ -133,3 +133,26 @@ def test_cli_decoding_defaults_are_the_library_defaults():
     assert dict(beam_size=o.beam_size, lm_weight=o.lm_weight, word_score=o.word_score) == LM_DEFAULTS["ngram"]
     o = asr.load_model(lm="default", beam_size=4, lm_weight=0.25).options
     assert (o.beam_size, o.lm_weight, o.word_score) == (4, 0.25, LM_DEFAULTS["ngram"]["word_score"])
+
+
+def test_average_interpolates_weights_and_refuses_other_models(tiny_model, tmp_path):
+    import torch
+
+    from asr.checkpoint import load_checkpoint, step_checkpoints, write_checkpoint
+
+    a, b = step_checkpoints(tiny_model.parent)[-2:]
+    out = tmp_path / "soup.pt"
+    res = runner.invoke(app, ["average", str(a), str(b), "--weights", "1,3", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    sa, sb, so = (load_checkpoint(p) for p in (a, b, out))
+    for k, v in so["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.25 * sa["model"][k] + 0.75 * sb["model"][k], atol=1e-6), k
+    assert so["averaged"] == [f"{a.name} x 0.250", f"{b.name} x 0.750"] and "optimizer" not in so
+
+    res = runner.invoke(app, ["average", str(a), str(b), "--weights", "1", "-o", str(out)])
+    assert res.exit_code == 1 and res.stderr.startswith("error: need one weight") and "Traceback" not in res.output
+    other = dict(sa, model_config={**sa["model_config"], "vocab_size": sa["model_config"]["vocab_size"] + 1})
+    write_checkpoint(tmp_path / "other.pt", other)
+    res = runner.invoke(app, ["average", str(tmp_path / "other.pt"), str(b), "-o", str(out)])
+    assert res.exit_code == 1 and "cannot average them" in res.stderr

@@ -92,10 +92,11 @@ def test_textside_ablation_smoke(tone_corpus, tmp_path):
     assert len(read_manifest(tmp_path / "exp2" / "tests" / "valid.jsonl")) == 2
 
 
-def test_offline_en_recipe_smoke(tmp_path, capsys):
+def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     """Text -> espeak-ng speech -> manifests -> BPE -> word n-gram -> a few training steps -> scores -> export;
     a rerun skips every stage, and synthesis redoes only a missing utterance."""
     recipe = load_recipe("offline_en")
+    monkeypatch.setattr(recipe, "ASTERISK_SOUNDS", tmp_path / "no-asterisk")   # 428 prompts: too slow here
     out = tmp_path / "exp"
     args = ["--out", str(out), "--text-sources", "wordnet", "--engines", "espeak", "--hours", "0.01",
             "--n-dev", "3", "--n-test", "3", "--workers", "2", "--vocab-size", "40", "--preset", "tiny",
@@ -169,3 +170,35 @@ def test_offline_en_real_short(tmp_path, monkeypatch, capsys):
     recipe.real_short(tmp_path / "exp2")
     assert "dev-real-short: skipped" in capsys.readouterr().err
     assert not (tmp_path / "exp2" / "dev-real-short.jsonl").exists()
+
+
+def test_offline_en_real_phone(tmp_path, monkeypatch, capsys):
+    """test-real-8k: Asterisk prompts with exactly known words are kept (texts as written, scoring
+    normalises them), the rest (digits, spelled letters, sound descriptions, keypad symbols, no
+    recording) left out; missing packages skip the split with a message."""
+    import gzip
+
+    recipe = load_recipe("offline_en")
+    sounds = tmp_path / "sounds"
+    (sounds / "digits").mkdir(parents=True)
+    for name in ("activated", "digits/day-0", "letters/a", "press-1", "beep", "vm-intro"):
+        (sounds / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(sounds / f"{name}.wav", np.zeros(4000, dtype="float32"), 8000)
+    text = tmp_path / "core-sounds-en.txt.gz"
+    text.write_bytes(gzip.compress(b"; Core Asterisk Sounds in English\n\nactivated: Activated.\n"
+                                   b"digits/day-0: Sunday\nletters/a: a\npress-1: Press 1.\n"
+                                   b"beep: [this is a simple beep tone]\nvm-intro: Hang up. (tone plays)\n"
+                                   b"no-recording: Goodbye.\nstar: Press star *\n"))
+    monkeypatch.setattr(recipe, "ASTERISK_SOUNDS", sounds)
+    monkeypatch.setattr(recipe, "ASTERISK_TEXT", text)
+    out = tmp_path / "exp"
+    recipe.real_phone(out)
+    utts = read_manifest(out / "test-real-8k.jsonl")
+    assert [(u.extra["id"], u.text) for u in utts] == [("asterisk-activated", "Activated."),
+                                                       ("asterisk-digits-day-0", "Sunday")]
+    assert utts[0].duration == 0.5 and sf.info(utts[0].audio_filepath).samplerate == 8000
+
+    monkeypatch.setattr(recipe, "ASTERISK_SOUNDS", tmp_path / "nowhere")
+    recipe.real_phone(tmp_path / "exp2")
+    assert "test-real-8k: skipped" in capsys.readouterr().err
+    assert not (tmp_path / "exp2" / "test-real-8k.jsonl").exists()

@@ -7,7 +7,8 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
   1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
   3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips),
-               dev-real-short.jsonl (short real commands, card names and channel names)
+               dev-real-short.jsonl (short real commands, card names and channel names),
+               test-real-8k.jsonl (Asterisk's telephone prompts: a real voice recorded at 8 kHz)
   4 tokenizer  sentencepiece BPE on the training text
   5 lm         word n-gram LM (ARPA) on training + LM-only text and the system word list
   6 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -48,6 +50,10 @@ REAL_SHORT = {
        for n in ("Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
                  "Side_Left", "Side_Right")},
 }
+# Asterisk's English prompts (Debian asterisk-core-sounds-en-wav): one professional voice recorded
+# at 8 kHz for telephone menus, with the prompt texts in the docs of asterisk-core-sounds-en.
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 
 
 SECONDS_PER_SENTENCE = 3.3   # to turn --hours and --extra-hours into sentence counts
@@ -121,6 +127,7 @@ def stage_manifests(args, out: Path) -> None:
             utts.append(Utterance(str(wav), text, sf.info(str(wav)).duration, {"id": uid}))
         write_manifest(out / "dev-real.jsonl", utts)
     real_short(out)
+    real_phone(out)
 
 
 def sphinx_transcription(path: Path) -> dict[str, str]:
@@ -158,6 +165,42 @@ def real_short(out: Path) -> None:
         text = text or cards[uid.removeprefix("cards-")]
         utts.append(Utterance(str(path), text, sf.info(str(path)).duration, {"id": uid}))
     write_manifest(out / "dev-real-short.jsonl", utts)
+
+
+def asterisk_prompts(text: str) -> dict[str, str]:
+    """``name: Text.`` lines of core-sounds-en.txt -> {name: text} for the prompts whose words are
+    known exactly: those with digits (said as digits or as numbers), spelled letters, sound
+    descriptions in brackets or parentheses, or keypad symbols are left out."""
+    prompts = {}
+    for line in text.splitlines():
+        name, sep, words = line.partition(":")
+        if not sep or line.startswith(";") or name.startswith("letters/"):
+            continue
+        words = words.strip()
+        if words and not re.search(r"[0-9\[\]()*#/]", words):
+            prompts[name.strip()] = words
+    return prompts
+
+
+def real_phone(out: Path) -> None:
+    """OUT/test-real-8k.jsonl: Asterisk's English prompts (ASTERISK_SOUNDS, 8 kHz WAV) with their
+    texts, a real voice never in training, recorded for the telephone; skipped with a message when
+    the packages are missing."""
+    import gzip
+
+    import soundfile as sf
+
+    if not (ASTERISK_SOUNDS.exists() and ASTERISK_TEXT.exists()):
+        print("test-real-8k: skipped, missing Asterisk's prompts (apt-get install asterisk-core-sounds-en "
+              "asterisk-core-sounds-en-wav)", file=sys.stderr)
+        return
+    utts = []
+    for name, text in sorted(asterisk_prompts(gzip.decompress(ASTERISK_TEXT.read_bytes()).decode("utf-8", "replace")).items()):
+        wav = ASTERISK_SOUNDS / f"{name}.wav"
+        if wav.exists():
+            utts.append(Utterance(str(wav), text, sf.info(str(wav)).duration, {"id": "asterisk-" + name.replace("/", "-")}))
+    write_manifest(out / "test-real-8k.jsonl", utts)
+    print(f"manifest: test-real-8k: {len(utts)} utterances, {sum(u.duration for u in utts) / 60:.1f} min", file=sys.stderr)
 
 
 def stage_tokenizer(args, out: Path) -> None:
@@ -244,6 +287,8 @@ def stage_score(args, out: Path) -> None:
 
     if not (out / "dev-real-short.jsonl").exists():
         real_short(out)
+    if not (out / "test-real-8k.jsonl").exists():
+        real_phone(out)
     for split in ("test-unseen", "dev-real", "dev-real-short"):
         narrowband(out, split)
 
@@ -257,7 +302,7 @@ def stage_score(args, out: Path) -> None:
     if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
     splits = [s for s in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k", "dev-real-short",
-                          "dev-real-short-8k") if (out / f"{s}.jsonl").exists()]
+                          "dev-real-short-8k", "test-real-8k") if (out / f"{s}.jsonl").exists()]
     rows = []
     for name, kw in decodings:      # each decoder (and its n-gram lexicon) built once for every split
         decoder = load_model(model, device="cpu", threads=1, **kw)
@@ -270,7 +315,7 @@ def stage_score(args, out: Path) -> None:
     peer = {}
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import peers
-    for split in ("dev-real", "dev-real-short"):
+    for split in ("dev-real", "dev-real-short", "test-real-8k"):
         try:
             peer[split] = peers.evaluate_engine("pocketsphinx", str(out / f"{split}.jsonl"))
         except Exception as e:   # pocketsphinx not installed, or no such split
@@ -312,7 +357,7 @@ Training: {last['step']} steps, {int(last['epoch']) + 1} epoch(s) started, {floa
 {chr(10).join(lines)}
 
 pocketsphinx 5.1.1 (its en-us model), measured in the same run: dev-real `{peer["dev-real"]}`;
-dev-real-short `{peer["dev-real-short"]}`
+dev-real-short `{peer["dev-real-short"]}`; test-real-8k `{peer["test-real-8k"]}`
 
 ## Time to accuracy (dev-small, greedy, measured during training)
 
