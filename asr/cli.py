@@ -310,7 +310,7 @@ def average_cmd(
     w = [float(x) for x in weights.split(",")] if weights else None
     state = average_checkpoints(models, w)
     w = w or [1.0] * len(models)
-    state["averaged"] = [f"{p.name} x {x / sum(w):.3f}" for p, x in zip(models, w)]
+    state["averaged"] = [f"{p} x {x / sum(w):.3f}" for p, x in zip(models, w)]
     write_checkpoint(output, state)
     typer.echo(f"wrote {output}", err=True)
 

@@ -148,7 +148,7 @@ def test_average_interpolates_weights_and_refuses_other_models(tiny_model, tmp_p
     for k, v in so["model"].items():
         if v.is_floating_point():
             assert torch.allclose(v, 0.25 * sa["model"][k] + 0.75 * sb["model"][k], atol=1e-6), k
-    assert so["averaged"] == [f"{a.name} x 0.250", f"{b.name} x 0.750"] and "optimizer" not in so
+    assert so["averaged"] == [f"{a} x 0.250", f"{b} x 0.750"] and "optimizer" not in so
 
     res = runner.invoke(app, ["average", str(a), str(b), "--weights", "1", "-o", str(out)])
     assert res.exit_code == 1 and res.stderr.startswith("error: need one weight") and "Traceback" not in res.output

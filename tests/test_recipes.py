@@ -135,6 +135,12 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     assert wavs[0].exists()
     assert all(w.stat().st_mtime_ns == stamps[w] for w in wavs[1:])
 
+    # --synth-splits dev,test: only their speech (enough to score a model on a fresh machine)
+    train_wav, test_wav = out / "wav" / "train-000000.wav", out / "wav" / "test-000000.wav"
+    train_wav.unlink(), test_wav.unlink()
+    recipe.main(["--stage", "2", "--stop-stage", "2", "--force", "--synth-splits", "dev,test"] + args)
+    assert test_wav.exists() and not train_wav.exists()
+
     # --extra-hours: more training speech from LM-only sentences; train, dev and test stay as they were
     recipe.main(["--stage", "1", "--stop-stage", "3", "--force", "--extra-hours", "0.005"] + args)
     same = lambda utts: [(u.text, u.extra["voice"], u.duration) for u in utts]  # noqa: E731

@@ -99,7 +99,8 @@ def stage_synth(args, out: Path) -> None:
     missing = [e for e, ok in synth.available_engines().items() if not ok and (wanted is None or e in wanted | {"sox"})]
     if missing:
         sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps")
-    all_jobs = [j for js in _jobs(out, args.seed, wanted).values() for j in js]
+    splits = _names(args.synth_splits)
+    all_jobs = [j for split, js in _jobs(out, args.seed, wanted).items() if splits is None or split in splits for j in js]
     _, errors = synth.run_jobs(all_jobs, out, args.workers)
     for e in errors:
         print("synth error:", e, file=sys.stderr)
@@ -399,6 +400,9 @@ def main(argv=None) -> None:
                    help="hours of further training speech, from LM-only sentences (train, dev and test stay as they are)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
     p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper, or all")
+    p.add_argument("--synth-splits", default="all",
+                   help="comma list of train,dev,test,train-extra to synthesise in stage 2, or all (dev,test: "
+                        "enough to score a model)")
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
