@@ -67,12 +67,15 @@ def model_from_checkpoint(state: dict) -> tuple[CTCModel, Tokenizer]:
     return model, Tokenizer.from_dict(state["tokenizer"])
 
 
-def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None) -> dict:
+def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None,
+                        modules: list[str] | None = None) -> dict:
     """Element-wise (weighted) mean of the model weights of several checkpoints (float tensors only).
 
     With `weights` it interpolates models fine-tuned from one another, e.g. a model and the one it
-    started from (weight-space ensembling, as in WiSE-FT); they are normalised to sum to 1. The
-    checkpoints must share their config and tokenizer; the rest of the state is the last one's."""
+    started from (weight-space ensembling, as in WiSE-FT); they are normalised to sum to 1. With
+    `modules` (parameter name prefixes such as "encoder") only those parameters are mixed and the
+    rest are the last checkpoint's. The checkpoints must share their config and tokenizer; the
+    rest of the state is the last one's."""
     if weights is not None and (len(weights) != len(paths) or any(w < 0 for w in weights) or sum(weights) <= 0):
         raise ValueError(f"need one weight >= 0 per checkpoint ({len(paths)}), not all zero; got {weights}")
     w = [x / sum(weights) for x in weights] if weights is not None else [1 / len(paths)] * len(paths)
@@ -82,8 +85,11 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
             raise CheckpointError(f"{p}: another model config or tokenizer than {paths[-1]}; cannot average them")
     avg = dict(states[-1])
     model = {}
+    prefixes = tuple(m.rstrip(".") + "." for m in modules or [])
+    if prefixes and not any(k.startswith(prefixes) for k in states[-1]["model"]):
+        raise ValueError(f"no parameter of {paths[-1]} is under {', '.join(modules)}")
     for k, v in states[-1]["model"].items():
-        if v.is_floating_point():
+        if v.is_floating_point() and (not prefixes or k.startswith(prefixes)):
             model[k] = sum(wi * s["model"][k].double() for wi, s in zip(w, states)).to(v.dtype)
         else:
             model[k] = v

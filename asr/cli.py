@@ -303,14 +303,17 @@ def average_cmd(
     weights: Optional[str] = typer.Option(None, "--weights", help="One weight per model, comma-separated "
                                           "(normalised; default: equal). E.g. '1,2' puts a fine-tuned "
                                           "model (second) 2/3 of the way from the model it started from."),
+    modules: Optional[str] = typer.Option(None, "--modules", help="Mix only these parts, comma-separated "
+                                          "parameter name prefixes (e.g. 'encoder'); the rest is the last model's."),
 ):
     """Average or interpolate the weights of several models into one (model soup, WiSE-FT)."""
     from .checkpoint import average_checkpoints, write_checkpoint
 
     w = [float(x) for x in weights.split(",")] if weights else None
-    state = average_checkpoints(models, w)
+    parts = modules.split(",") if modules else None
+    state = average_checkpoints(models, w, parts)
     w = w or [1.0] * len(models)
-    state["averaged"] = [f"{p} x {x / sum(w):.3f}" for p, x in zip(models, w)]
+    state["averaged"] = [f"{p} x {x / sum(w):.3f}" for p, x in zip(models, w)] + ([f"only {modules}"] if parts else [])
     write_checkpoint(output, state)
     typer.echo(f"wrote {output}", err=True)
 

@@ -150,6 +150,19 @@ def test_average_interpolates_weights_and_refuses_other_models(tiny_model, tmp_p
             assert torch.allclose(v, 0.25 * sa["model"][k] + 0.75 * sb["model"][k], atol=1e-6), k
     assert so["averaged"] == [f"{a} x 0.250", f"{b} x 0.750"] and "optimizer" not in so
 
+    # --modules: only the encoder is mixed, the rest is the last model's
+    res = runner.invoke(app, ["average", str(a), str(b), "--weights", "1,3", "--modules", "encoder", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    so = load_checkpoint(out)
+    mixed = [k for k in so["model"] if k.startswith("encoder.")]
+    assert mixed and len(mixed) < len(so["model"])
+    for k, v in so["model"].items():
+        want = 0.25 * sa["model"][k] + 0.75 * sb["model"][k] if k in mixed else sb["model"][k]
+        assert torch.allclose(v, want, atol=1e-6), k
+    assert so["averaged"][-1] == "only encoder"
+    res = runner.invoke(app, ["average", str(a), str(b), "--modules", "decoder", "-o", str(out)])
+    assert res.exit_code == 1 and "no parameter" in res.stderr
+
     res = runner.invoke(app, ["average", str(a), str(b), "--weights", "1", "-o", str(out)])
     assert res.exit_code == 1 and res.stderr.startswith("error: need one weight") and "Traceback" not in res.output
     other = dict(sa, model_config={**sa["model_config"], "vocab_size": sa["model_config"]["vocab_size"] + 1})
