@@ -77,7 +77,7 @@ class TrainConfig:
     augment_ramp_steps: int = 1000   # waveform augmentation ramps in over these steps
     specaugment: bool = True
     specaugment_start_step: int = 0  # SpecAugment joins at this step (let the model align first)
-    sortagrad_epochs: int = 1        # first epoch goes from short to long utterances
+    sortagrad_epochs: int = 1        # first epoch goes from short to long utterances (not with init_from)
     cmvn_utterances: int = 500
     # Text side (needs model_overrides: {share_embedding: true}); see asr/textside.py.
     joint_lm_weight: float = 0.0     # alpha: L = L_ctc + alpha * L_lm (transcripts + lm_text)
@@ -314,6 +314,15 @@ def _new_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     return model
 
 
+def train_sampler(cfg: TrainConfig, durations: list[float], rank: Dist) -> DurationBatchSampler:
+    """This rank's training batches. A run from a trained model (init_from) skips the length
+    curriculum: a short run would otherwise end on the longest utterances only."""
+    return DurationBatchSampler(durations, cfg.batch_seconds, seed=cfg.seed, rank=rank.rank,
+                                world_size=rank.world_size, max_duration=cfg.max_duration,
+                                sortagrad_epochs=0 if cfg.init_from else cfg.sortagrad_epochs,
+                                augment_ramp_batches=cfg.augment_ramp_steps)
+
+
 def _param_groups(model: model_lib.CTCModel, cfg: TrainConfig) -> list[dict]:
     """The encoder and the rest (adapter, head, text side), so that a pretrained encoder can learn
     more slowly (encoder_lr_scale); a frozen encoder's weights are in neither."""
@@ -389,10 +398,7 @@ def train(cfg: TrainConfig) -> Path:
         train_set = cached_dataset(model, train_set, Path(cfg.encoder_cache_dir or exp_dir / "encoder-cache"),
                                    cfg.encoder_cache_copies, cfg.augment_ramp_steps > 0, rank, cfg.batch_seconds, device)
 
-    sampler = DurationBatchSampler([u.duration for u in train_utts], cfg.batch_seconds, seed=cfg.seed,
-                                   rank=rank.rank, world_size=rank.world_size, max_duration=cfg.max_duration,
-                                   sortagrad_epochs=cfg.sortagrad_epochs,
-                                   augment_ramp_batches=cfg.augment_ramp_steps)
+    sampler = train_sampler(cfg, [u.duration for u in train_utts], rank)
     valid_loader = DataLoader(valid_set, collate_fn=collate, num_workers=cfg.num_workers, batch_sampler=DurationBatchSampler(
         [u.duration for u in valid_utts], cfg.batch_seconds, shuffle=False)) if valid_utts else None
 

@@ -99,17 +99,27 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(recipe, "ASTERISK_SOUNDS", tmp_path / "no-asterisk")   # 428 prompts: too slow here
     out = tmp_path / "exp"
     args = ["--out", str(out), "--text-sources", "wordnet", "--engines", "espeak", "--hours", "0.01",
-            "--n-dev", "3", "--n-test", "3", "--workers", "2", "--vocab-size", "40", "--preset", "tiny",
+            "--n-dev", "3", "--n-test", "3", "--short-spans", "4", "--n-short-eval", "2",
+            "--workers", "2", "--vocab-size", "40", "--preset", "tiny",
             "--nproc", "1", "--train-minutes", "2", "--batch-seconds", "10", "--warmup-steps", "1",
             "--valid-every", "2", "--valid-utterances", "2", "--beam-size", "2",
             "--train-args", "--max-steps", "2", "--device", "cpu", "--threads", "1"]
     recipe.main(args)
     train, dev, test = (read_manifest(out / f"{n}.jsonl") for n in ("train", "dev", "test-unseen"))
-    assert (len(train), len(dev), len(test)) == (10, 3, 3)
+    assert (len(train), len(dev), len(test)) == (14, 3, 3)
     assert all(u.extra["voice"].startswith("espeak:") and u.duration > 0.3 for u in train + dev + test)
     # test-unseen: an accent never used for training, sentences never in training
     assert not {u.extra["voice"] for u in test} & {u.extra["voice"] for u in train}
     assert not {u.text for u in test} & {u.text for u in train}
+    # short utterances: 1-3 words of a split's own sentences, said alone; test's by unseen voices
+    short = {n: read_manifest(out / f"{n}.jsonl") for n in ("dev-short", "test-unseen-short")}
+    short["train"] = [u for u in train if u.extra["id"].startswith("train-short-")]
+    assert [len(v) for v in short.values()] == [2, 2, 4]
+    for name, full in (("train", train[:10]), ("dev-short", dev), ("test-unseen-short", test)):
+        assert all(1 <= len(u.text.split()) <= 3 and any(f" {u.text} " in f" {f.text} " for f in full)
+                   for u in short[name])
+    assert not {u.extra["voice"] for u in short["test-unseen-short"]} & {u.extra["voice"] for u in train}
+    assert "| test-unseen-short-8k | greedy |" in (out / "RESULTS.md").read_text()
     assert (out / "train" / "tokenizer.pt").exists() and (out / "train" / "model.pt").exists()
     assert "| test-unseen | greedy |" in (out / "RESULTS.md").read_text()
     assert "| test-unseen | beam 32 + n-gram |" in (out / "RESULTS.md").read_text()
@@ -145,9 +155,10 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     recipe.main(["--stage", "1", "--stop-stage", "3", "--force", "--extra-hours", "0.005"] + args)
     same = lambda utts: [(u.text, u.extra["voice"], u.duration) for u in utts]  # noqa: E731
     train2 = read_manifest(out / "train.jsonl")
-    assert same(train2[:len(train)]) == same(train) and len(train2) == len(train) + 5
-    assert all(u.extra["id"].startswith("extra-") and u.extra["voice"].startswith("espeak:") for u in train2[len(train):])
-    assert not {u.text for u in train2[len(train):]} & {u.text for u in train + dev + test}
+    extra = [u for u in train2 if u.extra["id"].startswith("extra-")]
+    assert same([u for u in train2 if u not in extra]) == same(train) and len(extra) == 5
+    assert all(u.extra["voice"].startswith("espeak:") for u in extra)
+    assert not {u.text for u in extra} & {u.text for u in train + dev + test}
     assert same(read_manifest(out / "dev.jsonl")) == same(dev)
     assert same(read_manifest(out / "test-unseen.jsonl")) == same(test)
 

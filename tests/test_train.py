@@ -8,7 +8,8 @@ import asr
 import asr.trainer
 from asr.checkpoint import load_checkpoint, step_checkpoints
 from asr.data import DurationBatchSampler
-from asr.trainer import TrainConfig, lr_at, train
+from asr.distributed import Dist
+from asr.trainer import TrainConfig, lr_at, train, train_sampler
 
 from conftest import tiny_train_config
 
@@ -17,6 +18,20 @@ def test_overfit_reaches_zero_wer(tiny_model, tone_corpus):
     rec = asr.load_model(tiny_model)
     ev = asr.evaluate(tone_corpus / "train.jsonl", rec, progress=False)
     assert ev.result.wer == 0.0, ev.summary()
+
+
+def test_length_curriculum_only_from_scratch():
+    """The first epoch goes from short to long utterances, except in a run from a trained model."""
+    durations = [0.5 + (7 * i % 40) / 4 for i in range(40)]
+
+    def batches(**kw):
+        sampler = train_sampler(TrainConfig(batch_seconds=12.0, sortagrad_epochs=1, **kw), durations, Dist())
+        return [sorted(i for i, _, _ in b) for b in sampler]
+
+    scratch, tuned = batches(), batches(init_from="trained.pt")
+    longest = [max(durations[i] for i in b) for b in scratch]
+    assert len(scratch) > 5 and longest[0] == min(longest) and longest[-1] == max(longest)
+    assert tuned != scratch and sorted(tuned) == sorted(scratch)   # the same batches, shuffled
 
 
 def test_training_writes_logs_and_averaged_model(tiny_model):

@@ -6,7 +6,8 @@
 Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages):
   1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
-  3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-real.jsonl (LibriVox clips),
+  3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-short.jsonl and test-unseen-short.jsonl
+               (1-3 word spans said alone), dev-real.jsonl (LibriVox clips),
                dev-real-short.jsonl (short real commands, card names and channel names),
                test-real-8k.jsonl (Asterisk's telephone prompts: a real voice recorded at 8 kHz)
   4 tokenizer  sentencepiece BPE on the training text
@@ -14,7 +15,7 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
   6 train      CTC model (2 DDP processes x 1 thread on this machine): by default Whisper tiny.en's
                encoder, frozen, with a Conformer adapter and CTC head trained on top
   7 score      greedy, beam and beam + LM WER on every split and on 8 kHz telephone copies of
-               test-unseen, dev-real and dev-real-short -> OUT/RESULTS.md
+               test-unseen, test-unseen-short, dev-real and dev-real-short -> OUT/RESULTS.md
   8 export     the averaged model -> OUT/export/model.pt (copy it to asr/pretrained/default.pt,
                and OUT/lm/ngram.arpa.gz to asr/pretrained/default-lm.arpa.gz)
 """
@@ -69,6 +70,11 @@ def stage_text(args, out: Path) -> None:
     # training set without changing the sentences or voices of train, dev and test).
     splits["lm"] = sents[args.n_test + args.n_dev + n_train:]
     splits["train-extra"] = splits["lm"][:int(args.extra_hours * 3600 / SECONDS_PER_SENTENCE)]
+    # Short utterances (a word or a few said alone, as in commands and menu prompts): spans cut from
+    # each split's own sentences, so that test spans come from test sentences only.
+    rng = random.Random(args.seed + 1)
+    for split, n in (("train", args.short_spans), ("dev", args.n_short_eval), ("test", args.n_short_eval)):
+        splits[f"{split}-short"] = textprep.short_spans(splits[split], n, rng)
     for name, lines in splits.items():
         (out / "text").mkdir(parents=True, exist_ok=True)
         (out / "text" / f"{name}.txt").write_text("\n".join(lines) + "\n")
@@ -91,6 +97,13 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, li
         jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
                                  rng.randrange(2**31))
                        for i, s in enumerate(lines) if s]
+    # The short spans draw from their own generator: adding them leaves every voice above as it was.
+    rng = random.Random(seed + 1)
+    for split, unseen in (("train-short", False), ("dev-short", False), ("test-short", True)):
+        path = out / "text" / f"{split}.txt"
+        lines = path.read_text().split("\n") if path.exists() else []
+        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen, engines), rng.randrange(2**31))
+                       for i, s in enumerate(lines) if s]
     return jobs
 
 
@@ -108,7 +121,8 @@ def stage_synth(args, out: Path) -> None:
 
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
-    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train"}
+    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train",
+             "dev-short": "dev-short", "test-short": "test-unseen-short"}
     manifests: dict[str, list[Utterance]] = {}
     for split, jobs in _jobs(out, args.seed, _names(args.engines)).items():
         utts = manifests.setdefault(names[split], [])
@@ -224,12 +238,14 @@ def stage_tokenizer(args, out: Path) -> None:
 
 def stage_lm(args, out: Path) -> None:
     """Word n-gram LM for lexicon beam search (OUT/lm/ngram.arpa.gz): training and LM-only text
-    (never dev or test), plus the system word list as unigrams (a wider lexicon)."""
+    (never dev or test), the training spans said alone (so that a word or two may make a whole
+    utterance: the sentences have 3 or more), plus the system word list as unigrams (a wider lexicon)."""
     from asr.ngram import build_ngram
 
     words = Path("/usr/share/dict/words")
     path = out / "lm" / "ngram.arpa.gz"
-    counts = build_ngram([out / "text" / "train.txt", out / "text" / "lm.txt"], path, order=args.ngram_order,
+    texts = [out / "text" / f"{n}.txt" for n in ("train", "lm", "train-short")]
+    counts = build_ngram([t for t in texts if t.exists()], path, order=args.ngram_order,
                          words=words if words.is_file() else None)
     print(f"n-gram LM {path}: " + ", ".join(f"{n} {k + 1}-grams" for k, n in enumerate(counts)), file=sys.stderr)
 
@@ -290,7 +306,7 @@ def stage_score(args, out: Path) -> None:
         real_short(out)
     if not (out / "test-real-8k.jsonl").exists():
         real_phone(out)
-    for split in ("test-unseen", "dev-real", "dev-real-short"):
+    for split in ("test-unseen", "test-unseen-short", "dev-real", "dev-real-short"):
         narrowband(out, split)
 
     model = out / args.train_dir / "model.pt"
@@ -302,8 +318,9 @@ def stage_score(args, out: Path) -> None:
     ngram = out / "lm" / "ngram.arpa.gz"
     if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
-    splits = [s for s in ("dev", "test-unseen", "test-unseen-8k", "dev-real", "dev-real-8k", "dev-real-short",
-                          "dev-real-short-8k", "test-real-8k") if (out / f"{s}.jsonl").exists()]
+    splits = [s for s in ("dev", "dev-short", "test-unseen", "test-unseen-8k", "test-unseen-short",
+                          "test-unseen-short-8k", "dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k",
+                          "test-real-8k") if (out / f"{s}.jsonl").exists()]
     rows = []
     for name, kw in decodings:      # each decoder (and its n-gram lexicon) built once for every split
         decoder = load_model(model, device="cpu", threads=1, **kw)
@@ -401,8 +418,12 @@ def main(argv=None) -> None:
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
     p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper, or all")
     p.add_argument("--synth-splits", default="all",
-                   help="comma list of train,dev,test,train-extra to synthesise in stage 2, or all (dev,test: "
-                        "enough to score a model)")
+                   help="comma list of train,dev,test,train-extra,train-short,dev-short,test-short to synthesise "
+                        "in stage 2, or all (dev,test: enough to score a model)")
+    p.add_argument("--short-spans", type=int, default=8000,
+                   help="training utterances of 1-3 words (spans of training sentences, said alone)")
+    p.add_argument("--n-short-eval", type=int, default=200,
+                   help="spans of dev and of test sentences for dev-short and test-unseen-short")
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

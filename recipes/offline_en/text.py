@@ -103,6 +103,18 @@ def collect_sentences(seed: int = 0, sources: set[str] | None = None) -> list[st
     return out
 
 
+def short_spans(sents: list[str], n: int, rng: random.Random) -> list[str]:
+    """`n` spans of 1-3 consecutive words (half of them one word) from `sents`."""
+    sents = [s.split() for s in sents if s.strip()]
+    spans = []
+    for _ in range(n if sents else 0):
+        words = rng.choice(sents)
+        k = min(rng.choice((1, 1, 1, 1, 2, 2, 2, 3, 3, 3)), len(words))
+        i = rng.randrange(len(words) - k + 1)
+        spans.append(" ".join(words[i:i + k]))
+    return spans
+
+
 def split_sentences(sents: list[str], n_dev: int, n_test: int) -> dict[str, list[str]]:
     """Disjoint splits: test and dev sentences never occur in train."""
     return {"test": sents[:n_test], "dev": sents[n_test:n_test + n_dev], "train": sents[n_test + n_dev:]}
