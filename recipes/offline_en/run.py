@@ -86,24 +86,22 @@ def _names(option: str) -> set[str] | None:
 
 
 def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, list[synth.Job]]:
-    rng = random.Random(seed)
     jobs = {}
-    # One draw after another: train-extra comes last so that it leaves the other splits' voices as
-    # they were without it.
-    for split, prefix, unseen in (("train", "train", False), ("dev", "dev", False), ("test", "test", True),
-                                  ("train-extra", "extra", False)):
-        path = out / "text" / f"{split}.txt"
-        lines = path.read_text().split("\n") if path.exists() else []
-        jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
-                                 rng.randrange(2**31))
-                       for i, s in enumerate(lines) if s]
-    # The short spans draw from their own generator: adding them leaves every voice above as it was.
-    rng = random.Random(seed + 1)
-    for split, unseen in (("train-short", False), ("dev-short", False), ("test-short", True)):
-        path = out / "text" / f"{split}.txt"
-        lines = path.read_text().split("\n") if path.exists() else []
-        jobs[split] = [synth.Job(f"{split}-{i:06d}", s, synth.sample_voice(rng, unseen, engines), rng.randrange(2**31))
-                       for i, s in enumerate(lines) if s]
+    # Voices are drawn one utterance after another, in this order, from one generator per group:
+    # train-extra comes last in its group and the short spans have a generator of their own, so
+    # that adding either leaves every voice drawn before as it was.
+    groups = ((seed, (("train", "train", False), ("dev", "dev", False), ("test", "test", True),
+                      ("train-extra", "extra", False))),
+              (seed + 1, (("train-short", "train-short", False), ("dev-short", "dev-short", False),
+                          ("test-short", "test-short", True))))
+    for group_seed, splits in groups:
+        rng = random.Random(group_seed)
+        for split, prefix, unseen in splits:
+            path = out / "text" / f"{split}.txt"
+            lines = path.read_text().split("\n") if path.exists() else []
+            jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
+                                     rng.randrange(2**31))
+                           for i, s in enumerate(lines) if s]
     return jobs
 
 
