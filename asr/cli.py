@@ -386,18 +386,20 @@ def lm_train_cmd(
 def lm_ngram_cmd(
     text: List[Path] = typer.Argument(..., help="Text files, one sentence a line (normalised here)."),
     out: Path = typer.Option(Path("exp/lm/lm.arpa.gz"), "--out", "-o", help="ARPA file (.arpa or .arpa.gz)."),
-    order: int = typer.Option(2, "--order", help="n-gram order (2 or more)."),
-    smoothing: str = typer.Option("kneser_ney", "--smoothing", help="kneser_ney, good_turing or katz_backoff."),
+    order: int = typer.Option(3, "--order", help="n-gram order (2 or more)."),
+    prune: int = typer.Option(0, "--prune", help="Drop the highest order's n-grams seen this often or less "
+                                                 "(orders of 3 or more): a smaller file."),
     words: Optional[Path] = typer.Option(None, "--words", help="Word list (one per line, e.g. /usr/share/dict/"
                                                                "words) added to the vocabulary as unigrams."),
 ):
-    """Estimate a word n-gram LM (ARPA) for lexicon-constrained beam search (`--lm FILE.arpa.gz`)."""
+    """Estimate a word n-gram LM (ARPA, interpolated modified Kneser-Ney) for lexicon-constrained beam
+    search (`--lm FILE.arpa.gz`)."""
     from .ngram import build_ngram
 
     for path in [*text, *([words] if words else [])]:
         if not path.is_file():
             _fail(f"{path}: no such text file")
-    counts = build_ngram(text, out, order=order, smoothing=smoothing, words=words)
+    counts = build_ngram(text, out, order=order, words=words, prune=prune)
     typer.echo(f"{out}: " + ", ".join(f"{n} {k + 1}-grams" for k, n in enumerate(counts)))
 
 

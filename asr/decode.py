@@ -31,7 +31,7 @@ class DecodingOptions:
 
 # Beam, LM weight and word score per kind of LM, tuned for the shipped model on dev.
 LM_DEFAULTS = {"lstm": dict(beam_size=8, lm_weight=0.5, word_score=1.5),
-               "ngram": dict(beam_size=32, lm_weight=1.0, word_score=-1.0)}
+               "ngram": dict(beam_size=32, lm_weight=1.3, word_score=-0.5)}
 
 
 @dataclass

@@ -1,19 +1,23 @@
 """Word n-gram language models (ARPA files) for lexicon-constrained beam search.
 
-`build_ngram` estimates an n-gram over words from text with PyPI ``arpabo`` (pure Python) and
-writes an ARPA file in the layout KenLM reads (tab-separated; plain or ``.gz``). KenLM, inside
-flashlight-text's lexicon decoder (`asr.decode.LexiconSearch`), then scores words during the
-search, and the LM's unigrams are the decoder's lexicon: each word is spelled with the acoustic
-model's tokenizer (`lexicon`), so the search only emits words the LM knows. Against the token-level LSTM
-(`asr.lm`), this fixes misspelt words and runs several times faster.
+`build_ngram` estimates an interpolated modified Kneser-Ney n-gram over words (Chen & Goodman,
+1998, with KenLM's conventions: n-grams that start with <s> keep their counts, unigrams are
+interpolated with a uniform distribution over the vocabulary) and writes an ARPA file in the layout
+KenLM reads (tab-separated; plain or ``.gz``). It is estimated here because no pip-installable
+estimator does it right: KenLM's ``lmplz`` is not in its PyPI package, and PyPI ``arpabo`` (used
+before) writes Kneser-Ney with every backoff weight 1 and no interpolation, a model whose
+probabilities do not sum to one (it over-scores unseen word pairs, the empty sentence among them).
+KenLM, inside flashlight-text's lexicon decoder (`asr.decode.LexiconSearch`), then scores words
+during the search, and the LM's unigrams are the decoder's lexicon: each word is spelled with the
+acoustic model's tokenizer (`lexicon`), so the search only emits words the LM knows. Against the
+token-level LSTM (`asr.lm`), this fixes misspelt words and runs several times faster.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
-import re
-import tempfile
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -24,9 +28,9 @@ from .io import atomic_write
 from .text import normalize_text
 from .tokenizer import SPACE, UNK, Tokenizer
 
-SMOOTHING = ("kneser_ney", "good_turing", "katz_backoff")
 MARKERS = ("<s>", "</s>", "<unk>")
 SUFFIXES = (".arpa", ".arpa.gz")
+Gram = tuple[str, ...]
 
 
 def is_ngram_path(path: str | Path) -> bool:
@@ -37,69 +41,115 @@ def _open_text(path: Path, mode: str = "rt"):
     return gzip.open(path, mode, encoding="utf-8") if path.suffix == ".gz" else open(path, mode, encoding="utf-8")
 
 
-def build_ngram(texts: Sequence[str | Path], out: str | Path, order: int = 2, smoothing: str = "kneser_ney",
-                words: str | Path | None = None, progress: bool = True) -> list[int]:
-    """Estimate an `order`-gram from the lines of `texts` (normalised with `normalize_text`) and
-    write it to `out` (.arpa or .arpa.gz) atomically. `words`: a word list (one per line, e.g.
-    /usr/share/dict/words) whose normalised single words join the vocabulary as unigrams seen
-    once, so the lexicon also spells words the text lacks. Returns the number of n-grams per order."""
-    from arpabo import ArpaBoLM
+def _discounts(counts: Iterable[int]) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts for counts 1, 2 and 3+, from the counts of counts."""
+    n = Counter(c for c in counts if c <= 4)
+    n1, n2, n3, n4 = (n[k] for k in (1, 2, 3, 4))
+    if min(n1, n2, n3, n4) == 0:         # too little text for the estimate: Kneser and Ney's defaults
+        return 0.5, 1.0, 1.5
+    y = n1 / (n1 + 2 * n2)
+    return tuple(min(float(k), max(0.0, k - (k + 1) * y * b / a))      # type: ignore[return-value]
+                 for k, a, b in ((1, n1, n2), (2, n2, n3), (3, n3, n4)))
 
-    if smoothing not in SMOOTHING:
-        raise ValueError(f"smoothing {smoothing!r}: choose one of {', '.join(SMOOTHING)}")
+
+def kneser_ney(sentences: Iterable[Sequence[str]], order: int, words: Iterable[str] = (),
+               prune: int = 0) -> tuple[dict[Gram, float], dict[Gram, float]]:
+    """Interpolated modified Kneser-Ney over word sentences: (log10 probability, log10 backoff)
+    per n-gram, for an ARPA file. `words` join the vocabulary (their probability comes from the
+    uniform share); `prune` drops the highest order's n-grams seen `prune` times or fewer (orders
+    of 3 or more), their mass going to the backoff, as KenLM's ``--prune`` does."""
     if order < 2:
         raise ValueError("order must be at least 2 (KenLM reads no unigram-only models)")
+    raw: Counter[Gram] = Counter()
+    vocab = {"</s>", "<unk>", *words}
+    for sent in sentences:
+        toks = ("<s>", *sent, "</s>")
+        vocab.update(sent)
+        for i in range(1, len(toks)):
+            raw[toks[max(0, i - order + 1):i + 1]] += 1
+    # Adjusted counts: the highest order and n-grams that start with <s> keep their counts; the
+    # others count the distinct words seen before them.
+    adjusted: dict[int, Counter[Gram]] = {order: Counter({g: c for g, c in raw.items() if len(g) == order})}
+    for n in range(order - 1, 0, -1):
+        adjusted[n] = Counter({g: c for g, c in raw.items() if len(g) == n})
+        for g in adjusted[n + 1]:
+            if g[1] != "<s>":
+                adjusted[n][g[1:]] += 1
+    probs: dict[Gram, float] = {}         # linear, every order
+    backoffs: dict[Gram, float] = {}
+    for n in range(1, order + 1):
+        d = _discounts(adjusted[n].values())
+        cut = prune if n == order and n >= 3 else 0
+        total: Counter[Gram] = Counter()
+        left: Counter[Gram] = Counter()   # the mass each context leaves to the order below
+        for g, c in adjusted[n].items():
+            total[g[:-1]] += c
+            left[g[:-1]] += c if c <= cut else d[min(c, 3) - 1]
+        if n == 1:
+            t = total[()]
+            uniform = left[()] / t / len(vocab)
+            for w in vocab:
+                c = adjusted[1][(w,)]
+                probs[(w,)] = (c - d[min(c, 3) - 1]) / t + uniform if c else uniform
+            continue
+        for g, c in adjusted[n].items():
+            if c > cut:
+                h = g[:-1]
+                probs[g] = (c - d[min(c, 3) - 1] + left[h] * probs[g[1:]]) / total[h]
+        for h, t in total.items():
+            backoffs[h] = math.log10(left[h] / t) if left[h] else -99.0
+    logp = {g: math.log10(p) for g, p in probs.items()}
+    logp[("<s>",)] = -99.0                # never predicted; KenLM's convention
+    return logp, backoffs
+
+
+def _arpa_lines(logp: dict[Gram, float], backoffs: dict[Gram, float], order: int) -> Iterable[str]:
+    by_order: dict[int, list[Gram]] = {n: [] for n in range(1, order + 1)}
+    for g in logp:
+        by_order[len(g)].append(g)
+    yield "\\data\\"
+    for n in by_order:
+        yield f"ngram {n}={len(by_order[n])}"
+    for n, grams in by_order.items():
+        yield ""
+        yield f"\\{n}-grams:"
+        for g in sorted(grams):
+            tail = f"\t{backoffs.get(g, 0.0):.6f}" if n < order else ""
+            yield f"{logp[g]:.6f}\t{' '.join(g)}{tail}"
+    yield ""
+    yield "\\end\\"
+
+
+def build_ngram(texts: Sequence[str | Path], out: str | Path, order: int = 3, words: str | Path | None = None,
+                prune: int = 0, progress: bool = True) -> list[int]:
+    """Estimate an `order`-gram (`kneser_ney`) from the lines of `texts` (normalised with
+    `normalize_text`) and write it to `out` (.arpa or .arpa.gz) atomically. `words`: a word list
+    (one per line, e.g. /usr/share/dict/words) whose normalised single words join the vocabulary,
+    so the lexicon also spells words the text lacks. Returns the number of n-grams per order."""
     out = Path(out)
     if not is_ngram_path(out):
         raise ValueError(f"{out}: an n-gram LM file ends in {' or '.join(SUFFIXES)}")
-    lm = ArpaBoLM(max_order=order, smoothing_method=smoothing, unicode_norm=False)
-    lines = 0
+    if order < 2:
+        raise ValueError("order must be at least 2 (KenLM reads no unigram-only models)")
+    sentences = []
     for path in texts:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in tqdm(f, desc=f"n-gram counts {Path(path).name}", unit=" lines", disable=not progress):
                 line = normalize_text(line)
                 if line:
-                    lm.read_corpus_line(line)
-                    lines += 1
-    if not lines:
+                    sentences.append(line.split())
+    if not sentences:
         raise ValueError("no text to count n-grams from")
+    extra = []
     if words is not None:
-        extra = sorted({w for w in map(normalize_text, Path(words).read_text(errors="replace").splitlines())
-                        if w and " " not in w})
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
-            f.write("\n".join(extra) + "\n")
-            f.flush()
-            lm.read_word_file(f.name, 1)
-    lm.compute()
-    buf = io.StringIO()
-    lm.write(buf)
-    counts: list[int] = []
-    data = "".join(line + "\n" for line in _kenlm_layout(buf.getvalue().splitlines(), counts)).encode()
+        extra = [w for w in map(normalize_text, Path(words).read_text(errors="replace").splitlines())
+                 if w and " " not in w]
+    logp, backoffs = kneser_ney(sentences, order, extra, prune)
+    data = "".join(line + "\n" for line in _arpa_lines(logp, backoffs, order)).encode()
     with atomic_write(out, "wb") as f:
         f.write(gzip.compress(data, mtime=0) if out.suffix == ".gz" else data)
-    return counts
-
-
-def _kenlm_layout(lines: Iterable[str], counts: list[int]) -> Iterable[str]:
-    """arpabo's ARPA text -> KenLM's: from the ``\\data\\`` line on (no header comments), fields
-    ``log10 prob <TAB> words [<TAB> backoff]``. Appends the n-gram count per order to `counts`."""
-    order, started = 0, False
-    for line in lines:
-        if line.startswith("\\data\\"):
-            started = True
-        if not started:
-            continue
-        if line.startswith("ngram "):
-            counts.append(int(line.split("=")[1]))
-        m = re.match(r"\\(\d+)-grams:", line)
-        if m:
-            order = int(m.group(1))
-        elif line.startswith("\\"):
-            order = 0
-        elif order and line.strip():
-            p = line.split()
-            line = "\t".join([p[0], " ".join(p[1:1 + order]), *p[1 + order:]])
-        yield line
+    counts = Counter(len(g) for g in logp)
+    return [counts[n] for n in range(1, order + 1)]
 
 
 @dataclass

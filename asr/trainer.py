@@ -58,6 +58,8 @@ class TrainConfig:
     init_from: str = ""              # start from this checkpoint's weights and tokenizer
     pretrained_encoder: str = ""     # whisper_tiny preset: a CTranslate2 Whisper dir, or "bundled"
     encoder_lr_scale: float = 1.0    # the encoder's LR = lr * this (e.g. 0.1 for a pretrained encoder)
+    encoder_anchor: str = ""         # L2-SP: pull the encoder's learning weights towards this checkpoint's encoder
+    encoder_anchor_decay: float = 0.0    # each step: w -= encoder LR * this * (w - w_anchor) (decoupled, as AdamW's decay)
     freeze_encoder: bool = False     # keep the (pretrained) encoder fixed; adapter and head learn
     encoder_trainable_top: int = 0   # frozen encoder: its top N blocks (and final norm) learn all the same
     encoder_cache_copies: int = 0    # frozen encoder: run it once on this many augmented copies, train on its output
@@ -323,6 +325,31 @@ def train_sampler(cfg: TrainConfig, durations: list[float], rank: Dist) -> Durat
                                 augment_ramp_batches=cfg.augment_ramp_steps)
 
 
+def encoder_anchor(model: model_lib.CTCModel, cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, anchor weight) for each learning encoder weight: the L2-SP pull keeps a pretrained
+    encoder near where it started (or any checkpoint's encoder) while it adapts."""
+    if not cfg.encoder_anchor_decay:
+        return []
+    if not cfg.encoder_anchor:
+        raise ValueError("encoder_anchor_decay needs encoder_anchor (a checkpoint whose encoder the weights are pulled to)")
+    ref = {k[len("encoder."):]: v for k, v in load_checkpoint(cfg.encoder_anchor)["model"].items()
+           if k.startswith("encoder.")}
+    pairs = []
+    for name, p in model.encoder.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name not in ref or ref[name].shape != p.shape:
+            raise ValueError(f"{cfg.encoder_anchor}: its encoder has no weight {name} of shape {tuple(p.shape)}")
+        pairs.append((p, ref[name].to(p.device, p.dtype)))
+    return pairs
+
+
+@torch.no_grad()
+def pull_to_anchor(pairs: list[tuple[torch.Tensor, torch.Tensor]], rate: float) -> None:
+    for p, ref in pairs:
+        p.sub_(p - ref, alpha=rate)
+
+
 def _param_groups(model: model_lib.CTCModel, cfg: TrainConfig) -> list[dict]:
     """The encoder and the rest (adapter, head, text side), so that a pretrained encoder can learn
     more slowly (encoder_lr_scale); a frozen encoder's weights are in neither."""
@@ -391,6 +418,7 @@ def train(cfg: TrainConfig) -> Path:
     valid_set = SpeechDataset(valid_utts, tokenizer, frontend=frontend)
     _set_cmvn(model, cfg, train_set)
     model = model.to(device)
+    anchor = encoder_anchor(model, cfg)
     if cfg.encoder_cache_copies:
         if not model.frozen_encoder:
             raise ValueError("encoder_cache_copies needs a frozen encoder (freeze_encoder=true)")
@@ -440,7 +468,8 @@ def train(cfg: TrainConfig) -> Path:
     run = _Run(cfg, model, ddp_model, tokenizer, optimizer, train_set, sampler, valid_loader, total_steps,
                device, rank, logger, exp_dir, start=time.time() - 60 * state["minutes"],  # minutes span resumes
                text_pool=read_text([cfg.lm_text], tokenizer) if cfg.lm_text else [],
-               teacher=load_lm(cfg.init_lm)[0].to(device) if cfg.distill_weight else None)
+               teacher=load_lm(cfg.init_lm)[0].to(device) if cfg.distill_weight else None,
+               anchor=anchor)
     stop = False
     while state["epoch"] < cfg.epochs and not stop:
         stop = train_one_epoch(run, state)
@@ -484,6 +513,7 @@ class _Run:
     start: float
     text_pool: list = field(default_factory=list)
     teacher: torch.nn.Module | None = None
+    anchor: list = field(default_factory=list)   # encoder_anchor()'s pairs
     last_valid_step: int = -1
 
     def minutes(self) -> float:
@@ -558,6 +588,7 @@ def train_one_epoch(run: _Run, state: dict) -> bool:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if math.isfinite(grad_norm):
             optimizer.step()
+            pull_to_anchor(run.anchor, lr * cfg.encoder_lr_scale * cfg.encoder_anchor_decay)
             state["bad_steps"] = 0
         else:
             state["bad_steps"] += 1

@@ -10,7 +10,7 @@ import asr
 from asr.checkpoint import CheckpointError
 from asr.cli import app
 from asr.decode import BeamSearchDecoder, DecodingOptions
-from asr.ngram import build_ngram, lexicon, load_ngram, spell
+from asr.ngram import build_ngram, kneser_ney, lexicon, load_ngram, spell
 from asr.tokenizer import CharTokenizer, train_tokenizer
 
 runner = CliRunner()
@@ -32,10 +32,38 @@ def test_build_ngram_writes_an_arpa_file_with_normalised_words(bat_lm):
     out, counts = bat_lm
     lines = gzip.open(out, "rt").read().splitlines()
     assert lines[0] == "\\data\\" and lines[-1] == "\\end\\"
-    assert counts[0] == 9                # the bat sat a and rat zebra + <s> </s>
+    assert counts[0] == 10               # the bat sat a and rat zebra + <s> </s> <unk>
     assert len(counts) == 3 and all(n > 0 for n in counts)
     assert all(line.count("\t") in (1, 2) for line in lines if line[:1] == "-")
     assert sorted(load_ngram(out).words) == ["a", "and", "bat", "rat", "sat", "the", "zebra"]
+
+
+def _prob(logp, backoffs, context, word):
+    """P(word | context) as KenLM reads an ARPA model: the longest n-gram held, else back off."""
+    if (*context, word) in logp:
+        return 10 ** logp[(*context, word)]
+    return 10 ** backoffs.get(context, 0.0) * _prob(logp, backoffs, context[1:], word)
+
+
+@pytest.mark.parametrize("order,prune", [(2, 0), (3, 0), (3, 1), (4, 1)])
+def test_kneser_ney_sums_to_one_in_every_context(order, prune):
+    """A proper backoff model: for seen, unseen and pruned contexts the next-word probabilities
+    sum to 1 (the former estimator, arpabo's, left every backoff weight at 1 and did not)."""
+    import random
+
+    rng = random.Random(0)
+    sents = [[rng.choice("abcdefg") for _ in range(rng.randint(1, 6))] for _ in range(200)]
+    logp, backoffs = kneser_ney(sents, order, words=["zebra"], prune=prune)
+    vocab = [g[0] for g in logp if len(g) == 1 and g[0] != "<s>"]
+    assert {"zebra", "</s>", "<unk>"} <= set(vocab)
+    for context in [(), ("<s>",), ("a",), ("zebra",), ("<s>", "a"), ("a", "b"), ("g", "zebra"), ("a", "b", "c")]:
+        if len(context) < order:
+            assert sum(_prob(logp, backoffs, context, w) for w in vocab) == pytest.approx(1.0, abs=1e-9)
+    full, _ = kneser_ney(sents, order, words=["zebra"])
+    n_top = lambda lp: sum(len(g) == order for g in lp)     # noqa: E731
+    assert (n_top(logp) < n_top(full)) == (prune > 0 and order >= 3)
+    # The empty sentence is no longer cheap (arpabo gave it the unigram probability of </s>).
+    assert _prob(logp, backoffs, ("<s>",), "</s>") < 0.01
 
 
 def test_lexicon_search_emits_only_the_lms_words(bat_lm):
@@ -101,11 +129,11 @@ def test_cli_builds_an_ngram_and_decodes_with_it(tiny_model, tone_corpus, tmp_pa
     assert res.exit_code == 0, res.output
     wer = res.stdout.strip().splitlines()[-1].split()[1]
     tune = runner.invoke(app, ["lm", "tune", str(tone_corpus / "valid.jsonl"), "--model", str(tiny_model),
-                               "--lm", str(out), "--weights", "0.5,1.0", "--word-scores", "-1"])
+                               "--lm", str(out), "--weights", "0.5,1.3", "--word-scores", "-0.5"])
     assert tune.exit_code == 0, tune.output
-    assert tune.stdout.splitlines()[2] == f"1.0\t-1.0\t{wer}"    # search-only grid == full evaluate
+    assert tune.stdout.splitlines()[2] == f"1.3\t-0.5\t{wer}"    # search-only grid == full evaluate
     rec = asr.load_model(tiny_model, lm=out)
-    assert rec.options.beam_size == 32 and rec.options.word_score == -1.0    # the n-gram's tuned defaults
+    assert (rec.options.beam_size, rec.options.lm_weight, rec.options.word_score) == (32, 1.3, -0.5)  # tuned defaults
     vocab = set(load_ngram(out).words)
     wav = asr.read_manifest(tone_corpus / "valid.jsonl")[0].audio_filepath
     assert set(rec.transcribe(wav).text.split()) <= vocab

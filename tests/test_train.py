@@ -136,6 +136,27 @@ def test_frozen_encoder_and_encoder_lr_scale(tone_corpus, tmp_path):
     assert groups["encoder"]["lr"] == pytest.approx(0.5 * groups["rest"]["lr"]) and groups["rest"]["lr"] > 0
 
 
+def test_encoder_anchor_pulls_the_encoder_back(tone_corpus, tmp_path):
+    """L2-SP (encoder_anchor, encoder_anchor_decay): training on from a model, its encoder ends
+    nearer the anchor's than without the pull; the pull needs an anchor."""
+    torch.manual_seed(0)
+    start = train(tiny_train_config(tone_corpus, tmp_path / "start", max_steps=4, checkpoint_every=4))
+    ref = load_checkpoint(start)["model"]
+
+    def distance(decay):
+        torch.manual_seed(0)
+        path = train(tiny_train_config(tone_corpus, tmp_path / f"decay-{decay}", max_steps=6, checkpoint_every=6,
+                                       warmup_steps=1, init_from=str(start), encoder_anchor=str(start),
+                                       encoder_anchor_decay=decay))
+        got = load_checkpoint(path)["model"]
+        return sum(float((got[k] - v).norm()) for k, v in ref.items() if k.startswith("encoder."))
+
+    free, pulled = distance(0.0), distance(100.0)
+    assert 0 < pulled < 0.5 * free
+    with pytest.raises(ValueError, match="needs encoder_anchor"):
+        train(tiny_train_config(tone_corpus, tmp_path / "no-anchor", max_steps=2, encoder_anchor_decay=1.0))
+
+
 def test_resume_from_a_checkpoint_with_one_optimizer_group(tone_corpus, tmp_path):
     """Checkpoints written before the encoder/rest split (one AdamW group) still resume."""
     torch.manual_seed(0)

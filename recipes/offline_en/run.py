@@ -243,7 +243,7 @@ def stage_lm(args, out: Path) -> None:
     words = Path("/usr/share/dict/words")
     path = out / "lm" / "ngram.arpa.gz"
     texts = [out / "text" / f"{n}.txt" for n in ("train", "lm", "train-short")]
-    counts = build_ngram([t for t in texts if t.exists()], path, order=args.ngram_order,
+    counts = build_ngram([t for t in texts if t.exists()], path, order=args.ngram_order, prune=args.ngram_prune,
                          words=words if words.is_file() else None)
     print(f"n-gram LM {path}: " + ", ".join(f"{n} {k + 1}-grams" for k, n in enumerate(counts)), file=sys.stderr)
 
@@ -456,7 +456,9 @@ def main(argv=None) -> None:
     p.add_argument("--beam-size", type=int, default=8)
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--word-score", type=float, default=1.5)
-    p.add_argument("--ngram-order", type=int, default=2, help="order of the word n-gram LM (stage 5)")
+    p.add_argument("--ngram-order", type=int, default=3, help="order of the word n-gram LM (stage 5)")
+    p.add_argument("--ngram-prune", type=int, default=1,
+                   help="drop the n-gram LM's highest-order n-grams seen this often or less (stage 5; a smaller file)")
     p.add_argument("--ngram-beam-size", type=int, default=32, help="beam with the word n-gram LM")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
     args = p.parse_args(argv)
