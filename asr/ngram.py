@@ -67,6 +67,8 @@ def kneser_ney(sentences: Iterable[Sequence[str]], order: int, words: Iterable[s
         vocab.update(sent)
         for i in range(1, len(toks)):
             raw[toks[max(0, i - order + 1):i + 1]] += 1
+    if not raw:
+        raise ValueError("no text to count n-grams from")
     # Adjusted counts: the highest order and n-grams that start with <s> keep their counts; the
     # others count the distinct words seen before them.
     adjusted: dict[int, Counter[Gram]] = {order: Counter({g: c for g, c in raw.items() if len(g) == order})}
@@ -120,6 +122,16 @@ def _arpa_lines(logp: dict[Gram, float], backoffs: dict[Gram, float], order: int
     yield "\\end\\"
 
 
+def _sentences(texts: Sequence[str | Path], progress: bool) -> Iterable[list[str]]:
+    """The normalised, non-empty lines of `texts` as word lists, read as they are counted."""
+    for path in texts:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in tqdm(f, desc=f"n-gram counts {Path(path).name}", unit=" lines", disable=not progress):
+                line = normalize_text(line)
+                if line:
+                    yield line.split()
+
+
 def build_ngram(texts: Sequence[str | Path], out: str | Path, order: int = 3, words: str | Path | None = None,
                 prune: int = 0, progress: bool = True) -> list[int]:
     """Estimate an `order`-gram (`kneser_ney`) from the lines of `texts` (normalised with
@@ -131,20 +143,11 @@ def build_ngram(texts: Sequence[str | Path], out: str | Path, order: int = 3, wo
         raise ValueError(f"{out}: an n-gram LM file ends in {' or '.join(SUFFIXES)}")
     if order < 2:
         raise ValueError("order must be at least 2 (KenLM reads no unigram-only models)")
-    sentences = []
-    for path in texts:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in tqdm(f, desc=f"n-gram counts {Path(path).name}", unit=" lines", disable=not progress):
-                line = normalize_text(line)
-                if line:
-                    sentences.append(line.split())
-    if not sentences:
-        raise ValueError("no text to count n-grams from")
     extra = []
     if words is not None:
         extra = [w for w in map(normalize_text, Path(words).read_text(errors="replace").splitlines())
                  if w and " " not in w]
-    logp, backoffs = kneser_ney(sentences, order, extra, prune)
+    logp, backoffs = kneser_ney(_sentences(texts, progress), order, extra, prune)
     data = "".join(line + "\n" for line in _arpa_lines(logp, backoffs, order)).encode()
     with atomic_write(out, "wb") as f:
         f.write(gzip.compress(data, mtime=0) if out.suffix == ".gz" else data)
