@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from asr.manifest import read_manifest
@@ -92,14 +93,76 @@ def test_textside_ablation_smoke(tone_corpus, tmp_path):
     assert len(read_manifest(tmp_path / "exp2" / "tests" / "valid.jsonl")) == 2
 
 
+QUOTES = ["my purple walrus hums a quiet tune", "a very gentle knight came riding by",
+          "the moon was a ghostly galleon", "so we sailed on into the night"]
+
+
+def fake_gcide(path: Path) -> Path:
+    """A dictd file in GCIDE's layout: quotations indented 12 spaces, most ending in an author mark."""
+    import gzip
+    text = ("Mercy \\Mer\"cy\\, n.\n   Compassion.\n   [1913 Webster]\n\n"
+            f"            {QUOTES[0].capitalize()}. --Shak.\n      [1913 Webster]\n\n"
+            f"            {QUOTES[1].capitalize()}; {QUOTES[2]}\n"
+            "                                          --Spenser.\n\n"
+            f"            {QUOTES[3].capitalize()}.\n\n   Not a quotation: the definition text.\n")
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def test_gcide_quotations(tmp_path, monkeypatch):
+    """Quotations (multi-line, with or without an author mark) cut into sentences; definitions skipped."""
+    load_recipe("offline_en")
+    import text as textprep
+    monkeypatch.setattr(textprep, "GCIDE", fake_gcide(tmp_path / "gcide.dict.dz"))
+    assert [textprep.normalize_text(q) for q in textprep.gcide_quotations()] == QUOTES
+    # a sentence sharing a word 6-gram with known text is not out of domain
+    assert set(textprep.ood_sentences(["and my purple walrus hums a quiet tune today"], 10)) == set(QUOTES[1:])
+
+
+def test_offline_en_mbrola_jobs(tmp_path, monkeypatch):
+    """--mbrola-share: a share of the training sentences and spans spoken again by MBROLA voices, as new
+    utterances; every other utterance and voice stays as it was, and a larger share keeps a smaller one's."""
+    recipe = load_recipe("offline_en")
+    import synth
+    (tmp_path / "text").mkdir()
+    for split, n in (("train", 40), ("dev", 5), ("test", 5), ("train-extra", 30), ("train-short", 20)):
+        (tmp_path / "text" / f"{split}.txt").write_text("".join(f"{split} sentence {i}\n" for i in range(n)))
+    plain = recipe._jobs(tmp_path, 0)
+    assert "train-mbrola" not in plain
+    assert recipe._jobs(tmp_path, 0, {"espeak"}, mbrola_share=0.5) == recipe._jobs(tmp_path, 0, {"espeak"})
+    half = recipe._jobs(tmp_path, 0, mbrola_share=0.5)
+    assert {k: v for k, v in half.items() if k != "train-mbrola"} == plain
+    mb = half["train-mbrola"]
+    by_id = {j.utt_id: j for k in ("train", "train-short", "train-extra") for j in plain[k]}
+    assert 20 < len(mb) < 70 and all(j.utt_id.startswith("mbrola-") for j in mb)
+    assert all(by_id[j.utt_id.removeprefix("mbrola-")].text == j.text for j in mb)
+    names = {f"mbrola:mb-{v}" for v in synth.MBROLA_NATIVE} | {f"mbrola:mb-{v}-en" for v in synth.MBROLA_ACCENTED}
+    assert {j.voice for j in mb} <= names and len({j.voice for j in mb}) > 5
+    bigger = recipe._jobs(tmp_path, 0, mbrola_share=0.8)["train-mbrola"]
+    assert all(j in bigger for j in mb) and len(bigger) > len(mb)
+    # --extra-from-hours leaves out the first extra sentences' MBROLA copies too, and no other
+    skip = recipe._jobs(tmp_path, 0, extra_from=10, mbrola_share=0.5)["train-mbrola"]
+    assert skip == [j for j in mb if not (j.utt_id.startswith("mbrola-extra-") and int(j.utt_id[-6:]) < 10)]
+    # without the voices, synthesis stops with a hint, unless no MBROLA utterance is asked for
+    monkeypatch.setattr(synth, "available_engines", lambda: {"espeak": True, "mbrola": False, "sox": True})
+    monkeypatch.setattr(synth, "run_jobs", lambda jobs, out, workers: ({}, []))
+    args = recipe.main.__globals__["argparse"].Namespace(engines="all", synth_splits="all", mbrola_share=0.3,
+                                                         seed=0, extra_from_hours=0, workers=1)
+    with pytest.raises(SystemExit, match="mbrola-share 0"):
+        recipe.stage_synth(args, tmp_path)
+    args.mbrola_share = 0
+    recipe.stage_synth(args, tmp_path)
+
+
 def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     """Text -> espeak-ng speech -> manifests -> BPE -> word n-gram -> a few training steps -> scores -> export;
     a rerun skips every stage, and synthesis redoes only a missing utterance."""
     recipe = load_recipe("offline_en")
     monkeypatch.setattr(recipe, "ASTERISK_SOUNDS", tmp_path / "no-asterisk")   # 428 prompts: too slow here
+    monkeypatch.setattr(recipe.textprep, "GCIDE", fake_gcide(tmp_path / "gcide.dict.dz"))
     out = tmp_path / "exp"
     args = ["--out", str(out), "--text-sources", "wordnet", "--engines", "espeak", "--hours", "0.01",
-            "--n-dev", "3", "--n-test", "3", "--short-spans", "4", "--n-short-eval", "2",
+            "--n-dev", "3", "--n-test", "3", "--short-spans", "4", "--n-short-eval", "2", "--n-ood", "2",
             "--workers", "2", "--vocab-size", "40", "--preset", "tiny",
             "--nproc", "1", "--train-minutes", "2", "--batch-seconds", "10", "--warmup-steps", "1",
             "--valid-every", "2", "--valid-utterances", "2", "--beam-size", "2",
@@ -119,6 +182,12 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
         assert all(1 <= len(u.text.split()) <= 3 and any(f" {u.text} " in f" {f.text} " for f in full)
                    for u in short[name])
     assert not {u.extra["voice"] for u in short["test-unseen-short"]} & {u.extra["voice"] for u in train}
+    # out-of-domain sentences (the fake GCIDE's quotations), in no training text; test's by unseen voices
+    ood = {n: read_manifest(out / f"{n}.jsonl") for n in ("dev-ood", "test-unseen-ood")}
+    assert [len(v) for v in ood.values()] == [2, 2]
+    assert {u.text for v in ood.values() for u in v} <= set(QUOTES)
+    assert not {u.extra["voice"] for u in ood["test-unseen-ood"]} & {u.extra["voice"] for u in train}
+    assert "| test-unseen-ood | greedy |" in (out / "RESULTS.md").read_text()
     assert "| test-unseen-short-8k | greedy |" in (out / "RESULTS.md").read_text()
     assert (out / "train" / "tokenizer.pt").exists() and (out / "train" / "model.pt").exists()
     assert "| test-unseen | greedy |" in (out / "RESULTS.md").read_text()
@@ -161,6 +230,13 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     assert not {u.text for u in extra} & {u.text for u in train + dev + test}
     assert same(read_manifest(out / "dev.jsonl")) == same(dev)
     assert same(read_manifest(out / "test-unseen.jsonl")) == same(test)
+    # --extra-from-hours: leave out the first extra sentences (2 of 5 here), the others keep their voices
+    for w in (out / "wav").glob("extra-*.wav"):
+        w.unlink()
+    recipe.main(["--stage", "2", "--stop-stage", "3", "--force", "--extra-hours", "0.005",
+                 "--extra-from-hours", "0.002"] + args)
+    extra3 = [u for u in read_manifest(out / "train.jsonl") if u.extra["id"].startswith("extra-")]
+    assert same(extra3) == same(extra[2:])
 
 
 def test_offline_en_real_short(tmp_path, monkeypatch, capsys):

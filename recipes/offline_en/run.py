@@ -7,7 +7,8 @@ Stages (each marks itself done in OUT/.done/<n>; rerunning skips finished stages
   1 text       sentences from Debian text packages, spoken form, disjoint train/dev/test
   2 synth      speech for every sentence (train voices for train/dev, unseen voices for test)
   3 manifests  train.jsonl, dev.jsonl, test-unseen.jsonl, dev-short.jsonl and test-unseen-short.jsonl
-               (1-3 word spans said alone), dev-real.jsonl (LibriVox clips),
+               (1-3 word spans said alone), dev-ood.jsonl and test-unseen-ood.jsonl (sentences from
+               text unlike the training and LM text: GCIDE's quotations), dev-real.jsonl (LibriVox clips),
                dev-real-short.jsonl (short real commands, card names and channel names),
                test-real-8k.jsonl (Asterisk's telephone prompts: a real voice recorded at 8 kHz)
   4 tokenizer  sentencepiece BPE on the training text
@@ -75,6 +76,11 @@ def stage_text(args, out: Path) -> None:
     rng = random.Random(args.seed + 1)
     for split, n in (("train", args.short_spans), ("dev", args.n_short_eval), ("test", args.n_short_eval)):
         splits[f"{split}-short"] = textprep.short_spans(splits[split], n, rng)
+    # Out-of-domain sentences (GCIDE's literary quotations), in no training or LM text: dev-ood (training
+    # voices) is for choosing decoding settings that also hold off the LM's domain, test-ood (unseen voices)
+    # for reporting.
+    ood = textprep.ood_sentences(sents, 2 * args.n_ood, args.seed)
+    splits["dev-ood"], splits["test-ood"] = ood[:args.n_ood], ood[args.n_ood:]
     for name, lines in splits.items():
         (out / "text").mkdir(parents=True, exist_ok=True)
         (out / "text" / f"{name}.txt").write_text("\n".join(lines) + "\n")
@@ -85,7 +91,11 @@ def _names(option: str) -> set[str] | None:
     return None if option == "all" else set(option.split(","))
 
 
-def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, list[synth.Job]]:
+def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int = 0,
+          mbrola_share: float = 0.0) -> dict[str, list[synth.Job]]:
+    """Every utterance to speak, by split; `extra_from` train-extra sentences are left out at the start
+    (their voices are drawn all the same, so the rest keep theirs). `mbrola_share` of the training
+    sentences and spans are spoken a second time by an MBROLA voice (train-mbrola)."""
     jobs = {}
     # Voices are drawn one utterance after another, in this order, from one generator per group:
     # train-extra comes last in its group and the short spans have a generator of their own, so
@@ -93,7 +103,8 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, li
     groups = ((seed, (("train", "train", False), ("dev", "dev", False), ("test", "test", True),
                       ("train-extra", "extra", False))),
               (seed + 1, (("train-short", "train-short", False), ("dev-short", "dev-short", False),
-                          ("test-short", "test-short", True))))
+                          ("test-short", "test-short", True))),
+              (seed + 2, (("dev-ood", "dev-ood", False), ("test-ood", "test-ood", True))))
     for group_seed, splits in groups:
         rng = random.Random(group_seed)
         for split, prefix, unseen in splits:
@@ -102,16 +113,35 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None) -> dict[str, li
             jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
                                      rng.randrange(2**31))
                            for i, s in enumerate(lines) if s]
+    if mbrola_share > 0 and (engines is None or "mbrola" in engines):
+        jobs["train-mbrola"] = []
+        for split in ("train", "train-short", "train-extra"):
+            # a generator per split, and the same draws whatever the share: a larger share keeps
+            # the utterances of a smaller one, and more spans or extra sentences change no other's
+            rng = random.Random(f"{seed}-mbrola-{split}")
+            for j in jobs[split]:
+                pick, voice, job_seed = rng.random() < mbrola_share, synth.mbrola_voice(rng), rng.randrange(2**31)
+                if pick and not (split == "train-extra" and int(j.utt_id.rsplit("-", 1)[1]) < extra_from):
+                    jobs["train-mbrola"].append(synth.Job(f"mbrola-{j.utt_id}", j.text, voice, job_seed))
+    jobs["train-extra"] = jobs["train-extra"][extra_from:]
     return jobs
 
 
+def _extra_from(args) -> int:
+    return int(args.extra_from_hours * 3600 / SECONDS_PER_SENTENCE)
+
+
 def stage_synth(args, out: Path) -> None:
-    wanted = _names(args.engines)
-    missing = [e for e, ok in synth.available_engines().items() if not ok and (wanted is None or e in wanted | {"sox"})]
+    wanted, splits = _names(args.engines), _names(args.synth_splits)
+    available = synth.available_engines()
+    needed = {e for e in available if wanted is None or e in wanted | {"sox"}}
+    if args.mbrola_share == 0 or (splits is not None and "train-mbrola" not in splits):
+        needed.discard("mbrola")
+    missing = sorted(e for e in needed if not available[e])
     if missing:
-        sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps")
-    splits = _names(args.synth_splits)
-    all_jobs = [j for split, js in _jobs(out, args.seed, wanted).items() if splits is None or split in splits for j in js]
+        sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps"
+                 + (" (mbrola: or --mbrola-share 0)" if "mbrola" in missing else ""))
+    all_jobs = [j for split, js in _jobs(out, args.seed, wanted, _extra_from(args), args.mbrola_share).items() if splits is None or split in splits for j in js]
     _, errors = synth.run_jobs(all_jobs, out, args.workers)
     for e in errors:
         print("synth error:", e, file=sys.stderr)
@@ -119,10 +149,11 @@ def stage_synth(args, out: Path) -> None:
 
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
-    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train",
-             "dev-short": "dev-short", "test-short": "test-unseen-short"}
+    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train", "train-mbrola": "train",
+             "dev-short": "dev-short", "test-short": "test-unseen-short", "dev-ood": "dev-ood",
+             "test-ood": "test-unseen-ood"}
     manifests: dict[str, list[Utterance]] = {}
-    for split, jobs in _jobs(out, args.seed, _names(args.engines)).items():
+    for split, jobs in _jobs(out, args.seed, _names(args.engines), _extra_from(args), args.mbrola_share).items():
         utts = manifests.setdefault(names[split], [])
         for j in jobs:
             wav = out / "wav" / f"{j.utt_id}.wav"
@@ -316,8 +347,8 @@ def stage_score(args, out: Path) -> None:
     ngram = out / "lm" / "ngram.arpa.gz"
     if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
-    splits = [s for s in ("dev", "dev-short", "test-unseen", "test-unseen-8k", "test-unseen-short",
-                          "test-unseen-short-8k", "dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k",
+    splits = [s for s in ("dev", "dev-short", "dev-ood", "test-unseen", "test-unseen-8k", "test-unseen-short",
+                          "test-unseen-short-8k", "test-unseen-ood", "dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k",
                           "test-real-8k") if (out / f"{s}.jsonl").exists()]
     rows = []
     for name, kw in decodings:      # each decoder (and its n-gram lexicon) built once for every split
@@ -413,15 +444,24 @@ def main(argv=None) -> None:
     p.add_argument("--hours", type=float, default=12.0, help="hours of training speech to synthesise")
     p.add_argument("--extra-hours", type=float, default=0.0,
                    help="hours of further training speech, from LM-only sentences (train, dev and test stay as they are)")
+    p.add_argument("--extra-from-hours", type=float, default=0.0,
+                   help="leave out the first this many hours of --extra-hours (stages 2-3): to continue a model "
+                        "on sentences it has not trained on")
+    p.add_argument("--mbrola-share", type=float, default=0.3,
+                   help="share of the training sentences and spans spoken once more by an MBROLA voice "
+                        "(espeak-ng with Debian's mbrola voices; 0: none)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
-    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper, or all")
+    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola, or all")
     p.add_argument("--synth-splits", default="all",
-                   help="comma list of train,dev,test,train-extra,train-short,dev-short,test-short to synthesise "
+                   help="comma list of train,dev,test,train-extra,train-short,train-mbrola,dev-short,test-short,dev-ood,test-ood to synthesise "
                         "in stage 2, or all (dev,test: enough to score a model)")
     p.add_argument("--short-spans", type=int, default=8000,
                    help="training utterances of 1-3 words (spans of training sentences, said alone)")
     p.add_argument("--n-short-eval", type=int, default=200,
                    help="spans of dev and of test sentences for dev-short and test-unseen-short")
+    p.add_argument("--n-ood", type=int, default=200,
+                   help="out-of-domain sentences (GCIDE's quotations, apt-get install dict-gcide) for dev-ood and "
+                        "for test-unseen-ood each")
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

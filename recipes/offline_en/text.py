@@ -7,6 +7,10 @@ Sources (each optional; a missing package is skipped with a warning):
   bible-kjv-text verses through the `bible` command
 Each sentence goes through `asr.text.normalize_text` (numbers and symbols spelled out, see there),
 keeps 3-20 words of which at least 90% are in /usr/share/dict/words, and is de-duplicated.
+
+Out-of-domain text, never trained on (`ood_sentences`): the literary quotations of the GNU
+Collaborative International Dictionary of English (Debian `dict-gcide`, from Shakespeare, Milton,
+Dryden, ...), for checking the decoder on sentences unlike the LM's text, as a user's are.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from asr.text import normalize_text
@@ -25,9 +30,12 @@ WORDNET = Path("/usr/share/wordnet")
 FORTUNES = Path("/usr/share/games/fortunes")
 JARGON = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
 DICT = Path("/usr/share/dict/words")
+GCIDE = Path("/usr/share/dictd/gcide.dict.dz")
+OOD_OVERLAP = 6     # an out-of-domain sentence shares no word 6-gram with the training or LM text
 MIN_WORDS, MAX_WORDS = 3, 20
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?;])\s+")
+_AUTHOR = re.compile(r"\s*--\s*(?=[A-Z])")
 
 
 def wordnet_sentences():
@@ -75,12 +83,43 @@ def bible_sentences():
             yield from _SENT_SPLIT.split(verse)
 
 
+def gcide_quotations():
+    """The quotations in GCIDE's entries: lines indented 12 or more spaces, up to the author mark
+    (``--Milton.``) or the end of the block."""
+    if not GCIDE.exists():
+        return
+    lines: list[str] = []
+    with gzip.open(GCIDE, "rt", encoding="utf-8", errors="ignore") as f:
+        for line in f:
+            quoted = line.startswith(" " * 12) and line.strip()
+            if quoted:
+                text, *author = _AUTHOR.split(line.strip(), maxsplit=1)
+                lines.append(text)
+            if lines and (not quoted or author):
+                yield from _SENT_SPLIT.split(" ".join(lines))
+                lines = []
+
+
 SOURCES = {"wordnet": wordnet_sentences, "fortunes": fortune_sentences,
            "jargon": jargon_sentences, "bible": bible_sentences}
 
 
+def _vocab() -> set[str] | None:
+    return {w.strip().lower() for w in DICT.open(encoding="utf-8", errors="ignore")} if DICT.exists() else None
+
+
+def _spoken(raw: str, vocab: set[str] | None) -> str | None:
+    """`raw` in spoken form, or None when it has too few or too many words or too many outside `vocab`."""
+    words = normalize_text(raw).split()
+    if not MIN_WORDS <= len(words) <= MAX_WORDS:
+        return None
+    if vocab is not None and sum(w in vocab for w in words) < 0.9 * len(words):
+        return None
+    return " ".join(words)
+
+
 def collect_sentences(seed: int = 0, sources: set[str] | None = None) -> list[str]:
-    vocab = {w.strip().lower() for w in DICT.open(encoding="utf-8", errors="ignore")} if DICT.exists() else None
+    vocab = _vocab()
     seen: set[str] = set()
     out: list[str] = []
     for name, source in SOURCES.items():
@@ -88,19 +127,37 @@ def collect_sentences(seed: int = 0, sources: set[str] | None = None) -> list[st
             continue
         count = 0
         for raw in source():
-            words = normalize_text(raw).split()
-            if not MIN_WORDS <= len(words) <= MAX_WORDS:
-                continue
-            if vocab is not None and sum(w in vocab for w in words) < 0.9 * len(words):
-                continue
-            sent = " ".join(words)
-            if sent not in seen:
+            sent = _spoken(raw, vocab)
+            if sent is not None and sent not in seen:
                 seen.add(sent)
                 out.append(sent)
                 count += 1
         print(f"text: {name}: {count} sentences", file=sys.stderr)
     random.Random(seed).shuffle(out)
     return out
+
+
+def ood_sentences(known: Iterable[str], n: int, seed: int = 0) -> list[str]:
+    """`n` out-of-domain sentences (GCIDE's quotations, filtered as the training text is), none sharing
+    a word `OOD_OVERLAP`-gram with `known` (the training, LM, dev and test text: this drops the
+    Bible verses and the quotations WordNet also gives) nor equal to one of them (the shorter ones).
+    Empty, with a message, without dict-gcide."""
+    if not GCIDE.exists():
+        print(f"text: out-of-domain: skipped, missing {GCIDE} (apt-get install dict-gcide)", file=sys.stderr)
+        return []
+    k, known = OOD_OVERLAP, set(known)
+    grams = {tuple(w[i:i + k]) for s in known for w in [s.split()] for i in range(len(w) - k + 1)}
+    vocab, seen, out = _vocab(), set(known), []
+    for raw in gcide_quotations():
+        sent = _spoken(raw, vocab)
+        if sent is None or sent in seen:
+            continue
+        seen.add(sent)
+        w = sent.split()
+        if not any(tuple(w[i:i + k]) in grams for i in range(len(w) - k + 1)):
+            out.append(sent)
+    random.Random(seed).shuffle(out)
+    return out[:n]
 
 
 def short_spans(sents: list[str], n: int, rng: random.Random) -> list[str]:
