@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.manifest import read_manifest
+from asr.manifest import read_manifest, write_manifest
 from asr.ngram import load_ngram
 from conftest import tone_speech
 
@@ -295,3 +295,28 @@ def test_offline_en_real_phone(tmp_path, monkeypatch, capsys):
     recipe.real_phone(tmp_path / "exp2")
     assert "test-real-8k: skipped" in capsys.readouterr().err
     assert not (tmp_path / "exp2" / "test-real-8k.jsonl").exists()
+
+
+def test_offline_en_compare(tiny_model, tone_corpus, tmp_path):
+    """compare.py: the acoustic model run once per utterance gives what asr.evaluate gives, greedy and
+    with the n-gram, per split, with the real splits' word errors added up."""
+    load_recipe("offline_en")
+    import compare
+
+    from asr.inference import evaluate, load_model
+    from asr.ngram import build_ngram
+    out = tmp_path / "exp"
+    (out / "lm").mkdir(parents=True)
+    for split in ("dev", "dev-real"):
+        write_manifest(out / f"{split}.jsonl", read_manifest(tone_corpus / "valid.jsonl"))
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(u.text for u in read_manifest(tone_corpus / "train.jsonl")) + "\n")
+    build_ngram([text], out / "lm" / "ngram.arpa.gz", order=2)
+    compare.main(["--out", str(out), "--models", str(tiny_model), "--name", "t", "--jobs", "1"])
+    table = (out / "compare" / "t.md").read_text()
+    lm = out / "lm" / "ngram.arpa.gz"
+    for dec, kw in (("greedy", {}), ("n-gram", {"lm": lm})):
+        r = evaluate(out / "dev.jsonl", load_model(tiny_model, device="cpu", threads=1, **kw), progress=False).result
+        assert f"| dev | {dec} | {100 * r.wer:.2f} ({r.errors}/{r.n_ref}) |" in table
+        assert f"| real word errors (dev-real) | {dec} | {r.errors} |" in table
+    assert (out / "compare" / "t" / Path(tiny_model).parent.name / "n-gram" / "errs-dev-real.txt").exists()
