@@ -447,9 +447,9 @@ def main(argv=None) -> None:
     p.add_argument("--extra-from-hours", type=float, default=0.0,
                    help="leave out the first this many hours of --extra-hours (stages 2-3): to continue a model "
                         "on sentences it has not trained on")
-    p.add_argument("--mbrola-share", type=float, default=0.3,
+    p.add_argument("--mbrola-share", type=float, default=0.0,
                    help="share of the training sentences and spans spoken once more by an MBROLA voice "
-                        "(espeak-ng with Debian's mbrola voices; 0: none)")
+                        "(espeak-ng with Debian's mbrola voices; run 19 used 0.3, RESULTS.md)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
     p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola, or all")
     p.add_argument("--synth-splits", default="all",
