@@ -119,9 +119,9 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int
             # a generator per split, and the same draws whatever the share: a larger share keeps
             # the utterances of a smaller one, and more spans or extra sentences change no other's
             rng = random.Random(f"{seed}-mbrola-{split}")
-            for j in jobs[split]:
+            for k, j in enumerate(jobs[split]):
                 pick, voice, job_seed = rng.random() < mbrola_share, synth.mbrola_voice(rng), rng.randrange(2**31)
-                if pick and not (split == "train-extra" and int(j.utt_id.rsplit("-", 1)[1]) < extra_from):
+                if pick and not (split == "train-extra" and k < extra_from):
                     jobs["train-mbrola"].append(synth.Job(f"mbrola-{j.utt_id}", j.text, voice, job_seed))
     jobs["train-extra"] = jobs["train-extra"][extra_from:]
     return jobs
