@@ -1,6 +1,7 @@
 """Smoke runs of the recipes on tiny generated data: every stage produces its outputs, and a rerun
 skips finished stages."""
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -146,8 +147,8 @@ def test_offline_en_mbrola_jobs(tmp_path, monkeypatch):
     # without the voices, synthesis stops with a hint, unless no MBROLA utterance is asked for
     monkeypatch.setattr(synth, "available_engines", lambda: {"espeak": True, "mbrola": False, "sox": True})
     monkeypatch.setattr(synth, "run_jobs", lambda jobs, out, workers: ({}, []))
-    args = recipe.main.__globals__["argparse"].Namespace(engines="all", synth_splits="all", mbrola_share=0.3,
-                                                         seed=0, extra_from_hours=0, workers=1)
+    args = argparse.Namespace(engines="all", synth_splits="all", mbrola_share=0.3, seed=0, extra_from_hours=0,
+                              workers=1)
     with pytest.raises(SystemExit, match="mbrola-share 0"):
         recipe.stage_synth(args, tmp_path)
     args.mbrola_share = 0

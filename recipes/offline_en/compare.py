@@ -31,13 +31,14 @@ def _label(model: str) -> str:
 
 def score_model(job: tuple[str, Path, list[str], Path, Path]) -> dict[tuple[str, str], object]:
     """{(split, decoding): WERResult} for one model."""
+    from asr.decode import make_decoder
     from asr.inference import load_model, utterance_chunks
     from asr.manifest import read_manifest
     from asr.metrics import score, write_report
 
     model, lm, splits, out, report = job
     rec = load_model(model, device="cpu", threads=1, lm=lm)
-    greedy = load_model(model, device="cpu", threads=1).decoder
+    greedy = make_decoder(rec.tokenizer)
     results = {}
     for split in splits:
         refs, ids, hyps = [], [], {"greedy": [], "n-gram": []}

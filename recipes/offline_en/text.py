@@ -137,6 +137,11 @@ def collect_sentences(seed: int = 0, sources: set[str] | None = None) -> list[st
     return out
 
 
+def _grams(sent: str, k: int = OOD_OVERLAP) -> list[tuple[str, ...]]:
+    w = sent.split()
+    return [tuple(w[i:i + k]) for i in range(len(w) - k + 1)]
+
+
 def ood_sentences(known: Iterable[str], n: int, seed: int = 0) -> list[str]:
     """`n` out-of-domain sentences (GCIDE's quotations, filtered as the training text is), none sharing
     a word `OOD_OVERLAP`-gram with `known` (the training, LM, dev and test text: this drops the
@@ -145,16 +150,15 @@ def ood_sentences(known: Iterable[str], n: int, seed: int = 0) -> list[str]:
     if not GCIDE.exists():
         print(f"text: out-of-domain: skipped, missing {GCIDE} (apt-get install dict-gcide)", file=sys.stderr)
         return []
-    k, known = OOD_OVERLAP, set(known)
-    grams = {tuple(w[i:i + k]) for s in known for w in [s.split()] for i in range(len(w) - k + 1)}
-    vocab, seen, out = _vocab(), set(known), []
+    known = set(known)
+    grams = {g for s in known for g in _grams(s)}
+    vocab, seen, out = _vocab(), set(), []
     for raw in gcide_quotations():
         sent = _spoken(raw, vocab)
-        if sent is None or sent in seen:
+        if sent is None or sent in known or sent in seen:
             continue
         seen.add(sent)
-        w = sent.split()
-        if not any(tuple(w[i:i + k]) in grams for i in range(len(w) - k + 1)):
+        if grams.isdisjoint(_grams(sent)):
             out.append(sent)
     random.Random(seed).shuffle(out)
     return out[:n]
