@@ -2,11 +2,14 @@
 
 `score` returns the totals and a per-utterance breakdown; `write_report` writes icefall-style
 files you can read: ``recogs.txt`` (ref/hyp pairs), ``errs.txt`` (per-utterance errors with the
-alignment) and ``wer-summary.txt``.
+alignment) and ``wer-summary.txt``. `sign_test` compares two systems utterance by utterance
+(`read_errors` takes the per-utterance errors back from an ``errs.txt``).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,3 +104,24 @@ def write_report(result: WERResult, out_dir: str | Path, name: str = "test", ext
                 f.write("\n")
     with atomic_write(safe_child(out_dir, f"wer-summary-{name}.txt")) as f:
         f.write(summary_line(result) + "\n" + extra)
+
+
+def read_errors(path: str | Path) -> dict[str, int]:
+    """{utterance id: word errors} from an ``errs-*.txt`` written by `write_report`."""
+    rows = re.findall(r"^(\S+)\t(\d+)/\d+\tS=", Path(path).read_text(), flags=re.M)
+    if not rows:
+        raise ValueError(f"{path}: no per-utterance lines (not an errs file of write_report?)")
+    return {uid: int(n) for uid, n in rows}
+
+
+def sign_test(before: dict[str, int], after: dict[str, int]) -> tuple[int, int, float]:
+    """(utterances with fewer errors after, with more, two-sided exact sign test p) over the
+    utterances both systems scored; ties are left out."""
+    common = before.keys() & after.keys()
+    if not common:
+        raise ValueError("the two systems share no utterance id")
+    better = sum(after[u] < before[u] for u in common)
+    worse = sum(after[u] > before[u] for u in common)
+    n, k = better + worse, min(better, worse)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return better, worse, p

@@ -3,6 +3,7 @@ skips finished stages."""
 
 import argparse
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -298,7 +299,7 @@ def test_offline_en_real_phone(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "exp2" / "test-real-8k.jsonl").exists()
 
 
-def test_offline_en_compare(tiny_model, tone_corpus, tmp_path):
+def test_offline_en_compare(tiny_model, tone_corpus, tmp_path, capsys):
     """compare.py: the acoustic model run once per utterance gives what asr.evaluate gives, greedy and
     with the n-gram, per split, with the real splits' word errors added up."""
     load_recipe("offline_en")
@@ -321,3 +322,14 @@ def test_offline_en_compare(tiny_model, tone_corpus, tmp_path):
         assert f"| dev | {dec} | {100 * r.wer:.2f} ({r.errors}/{r.n_ref}) |" in table
         assert f"| real word errors (dev-real) | {dec} | {r.errors} |" in table
     assert (out / "compare" / "t" / Path(tiny_model).parent.name / "n-gram" / "errs-dev-real.txt").exists()
+
+    # two models: a sign test of the second against the first, here the same weights (all ties)
+    twin = tmp_path / "twin" / "model.pt"
+    twin.parent.mkdir()
+    shutil.copy(tiny_model, twin)
+    compare.main(["--out", str(out), "--models", str(tiny_model), str(twin), "--name", "two", "--jobs", "1",
+                  "--splits", "dev"])
+    assert "| dev | greedy | 0 / 0, p = 1.000 |" in (out / "compare" / "two.md").read_text()
+    reports = out / "compare" / "two"
+    compare.main(["--sign-test", *(str(reports / d / "greedy" / "errs-dev.txt") for d in (Path(tiny_model).parent.name, "twin"))])
+    assert "0 better, 0 worse, sign test p = 1.000" in capsys.readouterr().out

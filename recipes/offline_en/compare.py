@@ -7,7 +7,10 @@ and per-utterance reports in OUT/compare/<name>/<model>/<decoding>/.
         --models exp/offline_en/wise-16-enc75/model.pt exp/offline_en/train-whisper-19/model.pt
 
 `asr evaluate <split> --model <model> --lm none` (greedy) and `--lm <n-gram>` give the same figures
-per split; this runs each model once for both decodings.
+per split; this runs each model once for both decodings. With more than one model, the table ends
+with a sign test of each against the first, utterance by utterance. Two reports of earlier runs:
+
+    python recipes/offline_en/compare.py --sign-test BEFORE/errs-test-unseen.txt AFTER/errs-test-unseen.txt
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from pathlib import Path
 
 import torch
 
-SPLITS = ("dev", "dev-short", "dev-ood", "test-unseen", "test-unseen-8k", "test-unseen-short", "test-unseen-ood",
+from asr.metrics import read_errors, sign_test
+
+SPLITS = ("dev", "dev-short", "dev-ood", "test-unseen", "test-unseen-8k", "test-unseen-short", "test-unseen-short-8k",
+          "test-unseen-ood",
           "dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k", "test-real-8k")
 REAL = ("dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k", "test-real-8k")
 HELD_OUT = ("test-unseen", "test-unseen-8k")     # the shipping sum: their n-gram WERs added
@@ -73,18 +79,39 @@ def table(models: list[str], results: list[dict], splits: list[str]) -> str:
     if all(s in splits for s in HELD_OUT):
         cells = [f"{sum(100 * r[s, 'n-gram'].wer for s in HELD_OUT):.2f}" for r in results]
         lines.append(f"| held-out sum ({' + '.join(HELD_OUT)}) | n-gram | " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        lines += ["", f"Utterances better / worse than {labels[0]}, two-sided sign test p:", "",
+                  "| split | decoding | " + " | ".join(labels[1:]) + " |", "|---|---|" + "---|" * (len(labels) - 1)]
+        for split in splits:
+            for dec in ("greedy", "n-gram"):
+                base = {u.id: u.errors for u in results[0][split, dec].utterances}
+                tests = [sign_test(base, {u.id: u.errors for u in r[split, dec].utterances}) for r in results[1:]]
+                lines.append(f"| {split} | {dec} | " + " | ".join(f"{b} / {w}, p = {p:.3f}" for b, w, p in tests) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="the recipe's output folder (its manifests)")
-    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--out", type=Path, help="the recipe's output folder (its manifests)")
+    p.add_argument("--models", nargs="+")
     p.add_argument("--name", default="compare", help="OUT/compare/<name>.md")
     p.add_argument("--lm", type=Path, help="word n-gram (default: OUT/lm/ngram.arpa.gz)")
     p.add_argument("--splits", default="all", help="comma list, or all (those of SPLITS whose manifest exists)")
     p.add_argument("--jobs", type=int, default=2, help="models scored at once")
+    p.add_argument("--sign-test", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                   help="only compare two errs-<split>.txt reports, utterance by utterance")
     args = p.parse_args(argv)
+    if args.sign_test:
+        try:
+            before, after = (read_errors(f) for f in args.sign_test)
+            better, worse, pv = sign_test(before, after)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        print(f"{len(before.keys() & after.keys())} utterances, errors {sum(before.values())} -> {sum(after.values())}: "
+              f"{better} better, {worse} worse, sign test p = {pv:.3f}")
+        return
+    if not args.out or not args.models:
+        p.error("--out and --models are needed (or --sign-test BEFORE AFTER)")
     lm = args.lm or args.out / "lm" / "ngram.arpa.gz"
     wanted = SPLITS if args.splits == "all" else args.splits.split(",")
     splits = [s for s in wanted if (args.out / f"{s}.jsonl").exists()]
