@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from asr.metrics import read_errors, sign_test
+from asr.metrics import WERResult, read_errors, score, sign_test, write_report
 
 SPLITS = ("dev", "dev-short", "dev-ood", "test-unseen", "test-unseen-8k", "test-unseen-short", "test-unseen-short-8k",
           "test-unseen-ood",
@@ -35,12 +35,15 @@ def _label(model: str) -> str:
     return Path(model).parent.name if Path(model).name == "model.pt" else Path(model).stem
 
 
+def _errors(result: WERResult) -> dict[str, int]:
+    return {u.id: u.errors for u in result.utterances}
+
+
 def score_model(job: tuple[str, Path, list[str], Path, Path]) -> dict[tuple[str, str], object]:
     """{(split, decoding): WERResult} for one model."""
     from asr.decode import make_decoder
     from asr.inference import load_model, utterance_chunks
     from asr.manifest import read_manifest
-    from asr.metrics import score, write_report
 
     model, lm, splits, out, report = job
     rec = load_model(model, device="cpu", threads=1, lm=lm)
@@ -84,8 +87,8 @@ def table(models: list[str], results: list[dict], splits: list[str]) -> str:
                   "| split | decoding | " + " | ".join(labels[1:]) + " |", "|---|---|" + "---|" * (len(labels) - 1)]
         for split in splits:
             for dec in ("greedy", "n-gram"):
-                base = {u.id: u.errors for u in results[0][split, dec].utterances}
-                tests = [sign_test(base, {u.id: u.errors for u in r[split, dec].utterances}) for r in results[1:]]
+                base = _errors(results[0][split, dec])
+                tests = [sign_test(base, _errors(r[split, dec])) for r in results[1:]]
                 lines.append(f"| {split} | {dec} | " + " | ".join(f"{b} / {w}, p = {p:.3f}" for b, w, p in tests) + " |")
     return "\n".join(lines) + "\n"
 
