@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -47,6 +49,25 @@ class Transcript:
     def to_dict(self) -> dict:
         return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
                 "words": [w.to_dict() for w in self.words]}
+
+
+def _glibc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "malloc_trim", None)     # glibc's; other C libraries lack it
+
+
+_malloc_trim = _glibc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc; elsewhere a no-op). Chunk after chunk of
+    differently sized tensors otherwise fragments the heap, and a long file's peak RSS grows with
+    its length (BENCHMARKS.md, the 60-minute file)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def set_threads(threads: int | None) -> None:
@@ -124,6 +145,7 @@ class Recognizer:
             if words:
                 word_list += spans_to_words(align_tokens(lp, result.tokens), self.tokenizer, self.frame_seconds, offset)
             duration = offset + chunk.numel() / SAMPLE_RATE
+            release_freed_memory()
         return Transcript(name, " ".join(texts), duration, word_list, time.perf_counter() - start)
 
     def align(self, path: str | os.PathLike, text: str) -> Transcript:

@@ -79,6 +79,19 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path):
     assert grown_mb < 200          # a whole 3 h at 16 kHz float32 would be ~660 MB
 
 
+def test_long_transcription_returns_freed_memory_after_each_chunk(tiny_model, monkeypatch):
+    import asr.inference as inference
+
+    calls = []
+    monkeypatch.setattr(inference, "_malloc_trim", lambda pad: calls.append(pad))
+    rec = inference.load_model(tiny_model)
+    chunks = [(i * 1.0, torch.from_numpy(tone_speech("egg")).float()) for i in range(3)]
+    rec.transcribe_chunks(chunks, words=False)
+    assert calls == [0, 0, 0]
+    import platform
+    assert (inference._glibc_trim() is not None) == (platform.libc_ver()[0] == "glibc")
+
+
 def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
 
