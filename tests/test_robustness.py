@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import platform
 import signal
 import subprocess
 import sys
@@ -88,7 +89,6 @@ def test_long_transcription_returns_freed_memory_after_each_chunk(tiny_model, mo
     chunks = [(i * 1.0, torch.from_numpy(tone_speech("egg")).float()) for i in range(3)]
     rec.transcribe_chunks(chunks, words=False)
     assert calls == [0, 0, 0]
-    import platform
     assert (inference._glibc_trim() is not None) == (platform.libc_ver()[0] == "glibc")
 
 
