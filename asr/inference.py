@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -53,8 +52,8 @@ class Transcript:
 
 def _glibc_trim():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
+        libc = ctypes.CDLL(None)      # symbols already loaded in this process (no library search at start-up)
+    except (OSError, TypeError):      # Windows has no such handle
         return None
     return getattr(libc, "malloc_trim", None)     # glibc's; other C libraries lack it
 
