@@ -121,9 +121,10 @@ def test_gcide_quotations(tmp_path, monkeypatch):
     assert set(textprep.ood_sentences(["and my purple walrus hums a quiet tune today"], 10)) == set(QUOTES[1:])
 
 
-def test_offline_en_mbrola_jobs(tmp_path, monkeypatch):
-    """--mbrola-share: a share of the training sentences and spans spoken again by MBROLA voices, as new
-    utterances; every other utterance and voice stays as it was, and a larger share keeps a smaller one's."""
+def test_offline_en_second_voice_jobs(tmp_path, monkeypatch):
+    """--mbrola-share / --rhvoice-share: a share of the training sentences and spans spoken again by MBROLA
+    or RHVoice voices, as new utterances; every other utterance and voice stays as it was, a larger share
+    keeps a smaller one's, and one engine's share leaves the other's utterances as they were."""
     recipe = load_recipe("offline_en")
     import synth
     (tmp_path / "text").mkdir()
@@ -131,8 +132,8 @@ def test_offline_en_mbrola_jobs(tmp_path, monkeypatch):
         (tmp_path / "text" / f"{split}.txt").write_text("".join(f"{split} sentence {i}\n" for i in range(n)))
     plain = recipe._jobs(tmp_path, 0)
     assert "train-mbrola" not in plain
-    assert recipe._jobs(tmp_path, 0, {"espeak"}, mbrola_share=0.5) == recipe._jobs(tmp_path, 0, {"espeak"})
-    half = recipe._jobs(tmp_path, 0, mbrola_share=0.5)
+    assert recipe._jobs(tmp_path, 0, {"espeak"}, shares={"mbrola": 0.5}) == recipe._jobs(tmp_path, 0, {"espeak"})
+    half = recipe._jobs(tmp_path, 0, shares={"mbrola": 0.5})
     assert {k: v for k, v in half.items() if k != "train-mbrola"} == plain
     mb = half["train-mbrola"]
     by_id = {j.utt_id: j for k in ("train", "train-short", "train-extra") for j in plain[k]}
@@ -140,20 +141,48 @@ def test_offline_en_mbrola_jobs(tmp_path, monkeypatch):
     assert all(by_id[j.utt_id.removeprefix("mbrola-")].text == j.text for j in mb)
     names = {f"mbrola:mb-{v}" for v in synth.MBROLA_NATIVE} | {f"mbrola:mb-{v}-en" for v in synth.MBROLA_ACCENTED}
     assert {j.voice for j in mb} <= names and len({j.voice for j in mb}) > 5
-    bigger = recipe._jobs(tmp_path, 0, mbrola_share=0.8)["train-mbrola"]
+    bigger = recipe._jobs(tmp_path, 0, shares={"mbrola": 0.8})["train-mbrola"]
     assert all(j in bigger for j in mb) and len(bigger) > len(mb)
     # --extra-from-hours leaves out the first extra sentences' MBROLA copies too, and no other
-    skip = recipe._jobs(tmp_path, 0, extra_from=10, mbrola_share=0.5)["train-mbrola"]
+    skip = recipe._jobs(tmp_path, 0, extra_from=10, shares={"mbrola": 0.5})["train-mbrola"]
     assert skip == [j for j in mb if not (j.utt_id.startswith("mbrola-extra-") and int(j.utt_id[-6:]) < 10)]
+    both = recipe._jobs(tmp_path, 0, shares={"mbrola": 0.5, "rhvoice": 0.5})
+    assert both["train-mbrola"] == mb
+    rh = both["train-rhvoice"]
+    assert 20 < len(rh) < 70 and all(j.utt_id.startswith("rhvoice-") for j in rh)
+    assert {j.voice for j in rh} == {f"rhvoice:{v}" for v in synth.RHVOICE_TRAIN}
+    assert {j.utt_id.removeprefix("rhvoice-") for j in rh} != {j.utt_id.removeprefix("mbrola-") for j in mb}
     # without the voices, synthesis stops with a hint, unless no MBROLA utterance is asked for
     monkeypatch.setattr(synth, "available_engines", lambda: {"espeak": True, "mbrola": False, "sox": True})
     monkeypatch.setattr(synth, "run_jobs", lambda jobs, out, workers: ({}, []))
-    args = argparse.Namespace(engines="all", synth_splits="all", mbrola_share=0.3, seed=0, extra_from_hours=0,
-                              workers=1)
+    args = argparse.Namespace(engines="all", synth_splits="all", mbrola_share=0.3, rhvoice_share=0, seed=0,
+                              extra_from_hours=0, workers=1)
     with pytest.raises(SystemExit, match="mbrola-share 0"):
         recipe.stage_synth(args, tmp_path)
     args.mbrola_share = 0
     recipe.stage_synth(args, tmp_path)
+
+
+def test_offline_en_rhvoice_command(tmp_path, monkeypatch):
+    """An RHVoice job runs RHVoice-test with its voice, a drawn rate and pitch and the text on stdin; the
+    result goes through sox to 16 kHz like every engine's (RHVoice itself is in Debian's non-free part)."""
+    load_recipe("offline_en")
+    import numpy as np
+    import soundfile as sf
+    import synth
+    calls = []
+
+    def fake_run(cmd, stdin=None):   # one second of silence at the rate each program writes
+        calls.append((cmd, stdin))
+        out, rate = (cmd[cmd.index("-o") + 1], 24000) if cmd[0] == "RHVoice-test" else (cmd[cmd.index("-b") + 2], 16000)
+        sf.write(out, np.zeros(rate, dtype="float32"), rate)
+    monkeypatch.setattr(synth, "_run", fake_run)
+    uid, duration = synth.synthesize(synth.Job("rhvoice-train-000001", "hello there", "rhvoice:clb", 7), tmp_path)
+    (cmd, stdin), (sox, _) = calls
+    assert cmd[:3] == ["RHVoice-test", "-p", "clb"] and stdin == "hello there"
+    assert 80 <= int(cmd[cmd.index("-r") + 1]) <= 125 and 80 <= int(cmd[cmd.index("-t") + 1]) <= 125
+    assert sox[0] == "sox" and sox[sox.index("-r") + 1] == "16000"
+    assert duration == 1.0 and (tmp_path / "wav" / "rhvoice-train-000001.wav").exists()
 
 
 def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):

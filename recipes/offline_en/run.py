@@ -91,11 +91,16 @@ def _names(option: str) -> set[str] | None:
     return None if option == "all" else set(option.split(","))
 
 
+# Engines that speak a share of the training sentences and spans a second time (train-<engine>).
+SECOND_VOICES = {"mbrola": synth.mbrola_voice, "rhvoice": synth.rhvoice_voice}
+
+
 def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int = 0,
-          mbrola_share: float = 0.0) -> dict[str, list[synth.Job]]:
+          shares: dict[str, float] | None = None) -> dict[str, list[synth.Job]]:
     """Every utterance to speak, by split; `extra_from` train-extra sentences are left out at the start
-    (their voices are drawn all the same, so the rest keep theirs). `mbrola_share` of the training
-    sentences and spans are spoken a second time by an MBROLA voice (train-mbrola)."""
+    (their voices are drawn all the same, so the rest keep theirs). `shares[engine]` of the training
+    sentences and spans are spoken a second time by a voice of that engine (train-<engine>,
+    SECOND_VOICES)."""
     jobs = {}
     # Voices are drawn one utterance after another, in this order, from one generator per group:
     # train-extra comes last in its group and the short spans have a generator of their own, so
@@ -113,18 +118,24 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int
             jobs[split] = [synth.Job(f"{prefix}-{i:06d}", s, synth.sample_voice(rng, unseen, engines),
                                      rng.randrange(2**31))
                            for i, s in enumerate(lines) if s]
-    if mbrola_share > 0 and (engines is None or "mbrola" in engines):
-        jobs["train-mbrola"] = []
+    for engine, share in (shares or {}).items():
+        if share <= 0 or (engines is not None and engine not in engines):
+            continue
+        jobs[f"train-{engine}"] = []
         for split in ("train", "train-short", "train-extra"):
-            # a generator per split, and the same draws whatever the share: a larger share keeps
-            # the utterances of a smaller one, and more spans or extra sentences change no other's
-            rng = random.Random(f"{seed}-mbrola-{split}")
+            # a generator per engine and split, and the same draws whatever the share: a larger share
+            # keeps the utterances of a smaller one, and more spans or extra sentences change no other's
+            rng = random.Random(f"{seed}-{engine}-{split}")
             for k, j in enumerate(jobs[split]):
-                pick, voice, job_seed = rng.random() < mbrola_share, synth.mbrola_voice(rng), rng.randrange(2**31)
+                pick, voice, job_seed = rng.random() < share, SECOND_VOICES[engine](rng), rng.randrange(2**31)
                 if pick and not (split == "train-extra" and k < extra_from):
-                    jobs["train-mbrola"].append(synth.Job(f"mbrola-{j.utt_id}", j.text, voice, job_seed))
+                    jobs[f"train-{engine}"].append(synth.Job(f"{engine}-{j.utt_id}", j.text, voice, job_seed))
     jobs["train-extra"] = jobs["train-extra"][extra_from:]
     return jobs
+
+
+def _shares(args) -> dict[str, float]:
+    return {"mbrola": args.mbrola_share, "rhvoice": args.rhvoice_share}
 
 
 def _extra_from(args) -> int:
@@ -135,13 +146,15 @@ def stage_synth(args, out: Path) -> None:
     wanted, splits = _names(args.engines), _names(args.synth_splits)
     available = synth.available_engines()
     needed = {e for e in available if wanted is None or e in wanted | {"sox"}}
-    if args.mbrola_share == 0 or (splits is not None and "train-mbrola" not in splits):
-        needed.discard("mbrola")
+    for engine, share in _shares(args).items():
+        if share == 0 or (splits is not None and f"train-{engine}" not in splits):
+            needed.discard(engine)
     missing = sorted(e for e in needed if not available[e])
     if missing:
         sys.exit(f"missing TTS engines {missing}: see recipes/offline_en/README.md for the install steps"
-                 + (" (mbrola: or --mbrola-share 0)" if "mbrola" in missing else ""))
-    all_jobs = [j for split, js in _jobs(out, args.seed, wanted, _extra_from(args), args.mbrola_share).items() if splits is None or split in splits for j in js]
+                 + "".join(f" ({e}: or --{e}-share 0)" for e in missing if e in SECOND_VOICES))
+    all_jobs = [j for split, js in _jobs(out, args.seed, wanted, _extra_from(args), _shares(args)).items()
+                if splits is None or split in splits for j in js]
     _, errors = synth.run_jobs(all_jobs, out, args.workers)
     for e in errors:
         print("synth error:", e, file=sys.stderr)
@@ -150,10 +163,11 @@ def stage_synth(args, out: Path) -> None:
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
     names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train", "train-mbrola": "train",
+             "train-rhvoice": "train",
              "dev-short": "dev-short", "test-short": "test-unseen-short", "dev-ood": "dev-ood",
              "test-ood": "test-unseen-ood"}
     manifests: dict[str, list[Utterance]] = {}
-    for split, jobs in _jobs(out, args.seed, _names(args.engines), _extra_from(args), args.mbrola_share).items():
+    for split, jobs in _jobs(out, args.seed, _names(args.engines), _extra_from(args), _shares(args)).items():
         utts = manifests.setdefault(names[split], [])
         for j in jobs:
             wav = out / "wav" / f"{j.utt_id}.wav"
@@ -450,10 +464,13 @@ def main(argv=None) -> None:
     p.add_argument("--mbrola-share", type=float, default=0.0,
                    help="share of the training sentences and spans spoken once more by an MBROLA voice "
                         "(espeak-ng with Debian's mbrola voices; run 19 used 0.3, RESULTS.md)")
+    p.add_argument("--rhvoice-share", type=float, default=0.0,
+                   help="share of the training sentences and spans spoken once more by an RHVoice voice "
+                        "(Debian's rhvoice-english: alan, bdl, clb; RESULTS.md, run 25)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
-    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola, or all")
+    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola,rhvoice, or all")
     p.add_argument("--synth-splits", default="all",
-                   help="comma list of train,dev,test,train-extra,train-short,train-mbrola,dev-short,test-short,dev-ood,test-ood to synthesise "
+                   help="comma list of train,dev,test,train-extra,train-short,train-mbrola,train-rhvoice,dev-short,test-short,dev-ood,test-ood to synthesise "
                         "in stage 2, or all (dev,test: enough to score a model)")
     p.add_argument("--short-spans", type=int, default=8000,
                    help="training utterances of 1-3 words (spans of training sentences, said alone)")

