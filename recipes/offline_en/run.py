@@ -135,7 +135,8 @@ def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int
 
 
 def _shares(args) -> dict[str, float]:
-    return {"mbrola": args.mbrola_share, "rhvoice": args.rhvoice_share}
+    """--<engine>-share of each SECOND_VOICES engine."""
+    return {engine: getattr(args, f"{engine}_share") for engine in SECOND_VOICES}
 
 
 def _extra_from(args) -> int:
@@ -162,8 +163,8 @@ def stage_synth(args, out: Path) -> None:
 
 def stage_manifests(args, out: Path) -> None:
     import soundfile as sf
-    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train", "train-mbrola": "train",
-             "train-rhvoice": "train",
+    names = {"train": "train", "dev": "dev", "test": "test-unseen", "train-extra": "train", "train-short": "train",
+             **{f"train-{engine}": "train" for engine in SECOND_VOICES},
              "dev-short": "dev-short", "test-short": "test-unseen-short", "dev-ood": "dev-ood",
              "test-ood": "test-unseen-ood"}
     manifests: dict[str, list[Utterance]] = {}
