@@ -1,5 +1,5 @@
 """Waveform augmentation for training: voice (pitch and formants), speed, noise, reverberation,
-telephone band, gain.
+telephone band (mu-law, or a real GSM / AMR-NB codec through sox), gain.
 
 `AugmentConfig` holds the probabilities; `augment(wav, cfg, rng)` draws one chain per utterance.
 The aim is robustness to real, unseen voices and channels (including 8 kHz telephone speech).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ class AugmentConfig:
     p_reverb: float = 0.3
     rt60: tuple[float, float] = (0.15, 0.6)
     p_telephone: float = 0.25
+    p_codec: float = 0.0             # of the telephone chains, the share coded by GSM or AMR-NB (sox) instead of mu-law
     gain_db: tuple[float, float] = (-12.0, 6.0)
 
 
@@ -38,7 +40,7 @@ def augment(wav: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.
     if rng.random() < cfg.p_reverb:
         wav = reverberate(wav, rng.uniform(*cfg.rt60), rng)
     if rng.random() < cfg.p_telephone:
-        wav = telephone(wav, rng)
+        wav = telephone(wav, rng, cfg.p_codec)
     if rng.random() < cfg.p_noise:
         wav = add_noise(wav, rng.uniform(*cfg.snr_db), rng, colour=rng.choice([0.0, 0.0, 0.7, 0.95]))
     wav = gain(wav, rng.uniform(*cfg.gain_db))
@@ -99,14 +101,40 @@ def band_limit_8k(wav: torch.Tensor, cutoff: float = 3400.0) -> torch.Tensor:
     return torchaudio.functional.lowpass_biquad(resample(x, SAMPLE_RATE, 8000), 8000, cutoff)
 
 
-def telephone(wav: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
-    """Narrowband channel: 300-3400 Hz band, 8 kHz sampling, mu-law companding, back to 16 kHz."""
+def telephone(wav: torch.Tensor, rng: random.Random | None = None, p_codec: float = 0.0) -> torch.Tensor:
+    """Narrowband channel: 300-3400 Hz band, 8 kHz sampling, mu-law companding (or, at `p_codec`, a
+    GSM or AMR-NB round trip), back to 16 kHz."""
     rng = rng or random
     x = band_limit_8k(wav, rng.uniform(3000.0, 3500.0))
     peak = x.abs().max().clamp_min(1e-8)
-    bits = rng.choice([256, 256, 64])  # 8-bit mu-law, sometimes coarser (codec-like)
-    x = torchaudio.functional.mu_law_decoding(torchaudio.functional.mu_law_encoding(x / peak, bits), bits) * peak
+    if p_codec > 0 and rng.random() < p_codec:   # no draw when off: older chains stay as they were
+        x = codec_round_trip(x / peak, rng.choice(list(CODECS))) * peak
+    else:
+        bits = rng.choice([256, 256, 64])  # 8-bit mu-law, sometimes coarser (codec-like)
+        x = torchaudio.functional.mu_law_decoding(torchaudio.functional.mu_law_encoding(x / peak, bits), bits) * peak
     return resample(x, 8000, SAMPLE_RATE)
+
+
+# sox's name and options of each codec: GSM full rate (13 kbit/s), AMR-NB at its lowest and highest rates.
+CODECS = {"gsm": ("gsm", ()), "amr-nb-4.75": ("amr-nb", ("-C", "0")), "amr-nb-12.2": ("amr-nb", ("-C", "7"))}
+
+
+def codec_round_trip(x: torch.Tensor, codec: str) -> torch.Tensor:
+    """Encode and decode an 8 kHz waveform in [-1, 1] with a telephone codec of `CODECS`, through sox;
+    the output has the input's length."""
+    fmt, opts = CODECS[codec]
+    raw = ["-t", "f32", "-r", "8000", "-c", "1"]
+    try:
+        coded = subprocess.run(["sox", *raw, "-", *opts, "-t", fmt, "-"], input=x.float().numpy().tobytes(),
+                               capture_output=True, check=True).stdout
+        out = subprocess.run(["sox", "-t", fmt, "-r", "8000", "-c", "1", "-", "-t", "f32", "-"], input=coded,
+                             capture_output=True, check=True).stdout
+    except FileNotFoundError:
+        raise RuntimeError("the codec augmentation (p_codec) needs sox: apt-get install sox") from None
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"sox could not code {codec}: {e.stderr.decode(errors='replace').strip()}") from None
+    y = torch.frombuffer(bytearray(out), dtype=torch.float32)
+    return torch.nn.functional.pad(y, (0, max(0, x.numel() - y.numel())))[: x.numel()]
 
 
 def gain(wav: torch.Tensor, db: float) -> torch.Tensor:

@@ -106,3 +106,31 @@ def test_voice_augmentation_is_seeded_and_changes_the_chain_only_when_on():
     on = augment(wav, AugmentConfig(p_pitch=1.0), random.Random(7))
     assert torch.equal(off, augment(wav, AugmentConfig(), random.Random(7)))
     assert not torch.equal(off, on)
+
+
+@pytest.mark.parametrize("codec", ["gsm", "amr-nb-4.75", "amr-nb-12.2"])
+def test_codec_round_trip_keeps_the_length_and_the_tone(codec):
+    from asr.augment import codec_round_trip
+
+    x = torch.from_numpy(sine(8000, seconds=1.0, freq=440.0)).float()
+    y = codec_round_trip(x, codec)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    spectrum = torch.fft.rfft(y[1000:-1000] * torch.hann_window(6000)).abs()
+    assert spectrum.argmax().item() * 8000 / 6000 == pytest.approx(440.0, rel=0.02)
+    assert 0.3 < y[1000:-1000].pow(2).mean() / x[1000:-1000].pow(2).mean() < 3.0
+
+
+def test_telephone_codec_is_drawn_only_when_on(monkeypatch):
+    import random
+
+    from asr.augment import telephone
+
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=0.5)).float()
+    rng_a, rng_b = random.Random(3), random.Random(3)
+    assert torch.equal(telephone(wav, rng_a), telephone(wav, rng_b, p_codec=0.0))
+    assert rng_a.random() == rng_b.random()      # the same draws: chains without codecs stay as they were
+    coded = telephone(wav, random.Random(3), p_codec=1.0)
+    assert coded.shape == wav.shape and not torch.equal(coded, telephone(wav, random.Random(3)))
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(RuntimeError, match="needs sox"):
+        telephone(wav, random.Random(3), p_codec=1.0)
