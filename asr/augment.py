@@ -123,11 +123,11 @@ def codec_round_trip(x: torch.Tensor, codec: str) -> torch.Tensor:
     """Encode and decode an 8 kHz waveform in [-1, 1] with a telephone codec of `CODECS`, through sox;
     the output has the input's length."""
     fmt, opts = CODECS[codec]
-    raw = ["-t", "f32", "-r", "8000", "-c", "1"]
+    mono_8k = ["-r", "8000", "-c", "1"]
     try:
-        coded = subprocess.run(["sox", *raw, "-", *opts, "-t", fmt, "-"], input=x.float().numpy().tobytes(),
-                               capture_output=True, check=True).stdout
-        out = subprocess.run(["sox", "-t", fmt, "-r", "8000", "-c", "1", "-", "-t", "f32", "-"], input=coded,
+        coded = subprocess.run(["sox", "-t", "f32", *mono_8k, "-", *opts, "-t", fmt, "-"],
+                               input=x.float().numpy().tobytes(), capture_output=True, check=True).stdout
+        out = subprocess.run(["sox", "-t", fmt, *mono_8k, "-", "-t", "f32", "-"], input=coded,
                              capture_output=True, check=True).stdout
     except FileNotFoundError:
         raise RuntimeError("the codec augmentation (p_codec) needs sox: apt-get install sox") from None
