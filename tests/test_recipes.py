@@ -3,6 +3,7 @@ skips finished stages."""
 
 import argparse
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -152,10 +153,14 @@ def test_offline_en_second_voice_jobs(tmp_path, monkeypatch):
     assert 20 < len(rh) < 70 and all(j.utt_id.startswith("rhvoice-") for j in rh)
     assert {j.voice for j in rh} == {f"rhvoice:{v}" for v in synth.RHVOICE_TRAIN}
     assert {j.utt_id.removeprefix("rhvoice-") for j in rh} != {j.utt_id.removeprefix("mbrola-") for j in mb}
+    three = recipe._jobs(tmp_path, 0, shares={"mbrola": 0.5, "rhvoice": 0.5, "pico": 0.5})
+    assert three["train-mbrola"] == mb and three["train-rhvoice"] == rh
+    pico = three["train-pico"]
+    assert 20 < len(pico) < 70 and {j.voice for j in pico} == {f"pico:{v}" for v in synth.PICO_TRAIN}
     # without the voices, synthesis stops with a hint, unless no MBROLA utterance is asked for
     monkeypatch.setattr(synth, "available_engines", lambda: {"espeak": True, "mbrola": False, "sox": True})
     monkeypatch.setattr(synth, "run_jobs", lambda jobs, out, workers: ({}, []))
-    args = argparse.Namespace(engines="all", synth_splits="all", mbrola_share=0.3, rhvoice_share=0, seed=0,
+    args = argparse.Namespace(engines="all", synth_splits="all", mbrola_share=0.3, rhvoice_share=0, pico_share=0, seed=0,
                               extra_from_hours=0, workers=1)
     with pytest.raises(SystemExit, match="mbrola-share 0"):
         recipe.stage_synth(args, tmp_path)
@@ -163,26 +168,34 @@ def test_offline_en_second_voice_jobs(tmp_path, monkeypatch):
     recipe.stage_synth(args, tmp_path)
 
 
-def test_offline_en_rhvoice_command(tmp_path, monkeypatch):
-    """An RHVoice job runs RHVoice-test with its voice, a drawn rate and pitch and the text on stdin; the
-    result goes through sox to 16 kHz like every engine's (RHVoice itself is in Debian's non-free part)."""
+@pytest.mark.parametrize("voice", ["rhvoice:clb", "pico:en-GB"])
+def test_offline_en_second_voice_command(tmp_path, monkeypatch, voice):
+    """An RHVoice job runs RHVoice-test with its voice, a drawn rate and pitch and the text on stdin; a Pico
+    job runs pico2wave with its language and the rate and pitch as Pico's markup around the text. The
+    result goes through sox to 16 kHz like every engine's (both engines are in Debian's non-free part)."""
     load_recipe("offline_en")
-    import numpy as np
-    import soundfile as sf
     import synth
     calls = []
+    out_flag = {"RHVoice-test": ("-o", 24000), "pico2wave": ("-w", 16000)}
 
     def fake_run(cmd, stdin=None):   # one second of silence at the rate each program writes
         calls.append((cmd, stdin))
-        out, rate = (cmd[cmd.index("-o") + 1], 24000) if cmd[0] == "RHVoice-test" else (cmd[cmd.index("-b") + 2], 16000)
-        sf.write(out, np.zeros(rate, dtype="float32"), rate)
+        flag, rate = out_flag.get(cmd[0], ("-b", 16000))
+        sf.write(cmd[cmd.index(flag) + (2 if flag == "-b" else 1)], np.zeros(rate, dtype="float32"), rate)
     monkeypatch.setattr(synth, "_run", fake_run)
-    uid, duration = synth.synthesize(synth.Job("rhvoice-train-000001", "hello there", "rhvoice:clb", 7), tmp_path)
+    uid = f"{voice.split(':')[0]}-train-000001"
+    _, duration = synth.synthesize(synth.Job(uid, "hello there", voice, 7), tmp_path)
     (cmd, stdin), (sox, _) = calls
-    assert cmd[:3] == ["RHVoice-test", "-p", "clb"] and stdin == "hello there"
-    assert 80 <= int(cmd[cmd.index("-r") + 1]) <= 125 and 80 <= int(cmd[cmd.index("-t") + 1]) <= 125
+    if voice.startswith("rhvoice"):
+        assert cmd[:3] == ["RHVoice-test", "-p", "clb"] and stdin == "hello there"
+        rate, pitch = int(cmd[cmd.index("-r") + 1]), int(cmd[cmd.index("-t") + 1])
+    else:
+        assert cmd[:3] == ["pico2wave", "-l", "en-GB"] and stdin is None
+        m = re.fullmatch(r"<speed level='(\d+)'><pitch level='(\d+)'>hello there</pitch></speed>", cmd[-1])
+        rate, pitch = int(m[1]), int(m[2])
+    assert 80 <= rate <= 125 and 80 <= pitch <= 125
     assert sox[0] == "sox" and sox[sox.index("-r") + 1] == "16000"
-    assert duration == 1.0 and (tmp_path / "wav" / "rhvoice-train-000001.wav").exists()
+    assert duration == 1.0 and (tmp_path / "wav" / f"{uid}.wav").exists()
 
 
 def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):

@@ -92,7 +92,7 @@ def _names(option: str) -> set[str] | None:
 
 
 # Engines that speak a share of the training sentences and spans a second time (train-<engine>).
-SECOND_VOICES = {"mbrola": synth.mbrola_voice, "rhvoice": synth.rhvoice_voice}
+SECOND_VOICES = {"mbrola": synth.mbrola_voice, "rhvoice": synth.rhvoice_voice, "pico": synth.pico_voice}
 
 
 def _jobs(out: Path, seed: int, engines: set[str] | None = None, extra_from: int = 0,
@@ -468,10 +468,13 @@ def main(argv=None) -> None:
     p.add_argument("--rhvoice-share", type=float, default=0.0,
                    help="share of the training sentences and spans spoken once more by an RHVoice voice "
                         "(Debian's rhvoice-english: alan, bdl, clb; RESULTS.md, run 25)")
+    p.add_argument("--pico-share", type=float, default=0.0,
+                   help="share of the training sentences and spans spoken once more by an SVOX Pico voice "
+                        "(Debian's libttspico-utils: en-US, en-GB; RESULTS.md, run 27)")
     p.add_argument("--text-sources", default="all", help="comma list of wordnet,fortunes,jargon,bible, or all")
-    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola,rhvoice, or all")
+    p.add_argument("--engines", default="all", help="comma list of espeak,flite,festival,piper,mbrola,rhvoice,pico, or all")
     p.add_argument("--synth-splits", default="all",
-                   help="comma list of train,dev,test,train-extra,train-short,train-mbrola,train-rhvoice,dev-short,test-short,dev-ood,test-ood to synthesise "
+                   help="comma list of train,dev,test,train-extra,train-short,train-mbrola,train-rhvoice,train-pico,dev-short,test-short,dev-ood,test-ood to synthesise "
                         "in stage 2, or all (dev,test: enough to score a model)")
     p.add_argument("--short-spans", type=int, default=8000,
                    help="training utterances of 1-3 words (spans of training sentences, said alone)")

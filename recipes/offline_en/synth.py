@@ -44,6 +44,8 @@ MBROLA_NATIVE_SHARE = 0.5
 # out (a held-out speaker of flite and festival), evgeniy-eng and lyubov too (CC BY-NC-ND voice data).
 RHVOICE_TRAIN = ["alan", "bdl", "clb"]
 RHVOICE_DIR = Path("/usr/share/RHVoice/voices")
+# SVOX Pico's two English voices (Debian libttspico-utils, non-free), both female: training only.
+PICO_TRAIN = ["en-US", "en-GB"]
 
 
 @dataclass
@@ -87,6 +89,10 @@ def rhvoice_voice(rng: random.Random) -> str:
     return f"rhvoice:{rng.choice(RHVOICE_TRAIN)}"
 
 
+def pico_voice(rng: random.Random) -> str:
+    return f"pico:{rng.choice(PICO_TRAIN)}"
+
+
 def mbrola_missing() -> list[str]:
     """MBROLA voices not installed (Debian mbrola-<name>, in the non-free component)."""
     return [v for v in MBROLA_NATIVE + MBROLA_ACCENTED if not (MBROLA_DIR / v).exists()]
@@ -99,7 +105,7 @@ def available_engines() -> dict[str, bool]:
             "festival": bool(shutil.which("text2wave")), "piper": has_piper,
             "mbrola": bool(shutil.which("espeak-ng") and shutil.which("mbrola")) and not mbrola_missing(),
             "rhvoice": bool(shutil.which("RHVoice-test")) and all((RHVOICE_DIR / v).exists() for v in RHVOICE_TRAIN),
-            "sox": bool(shutil.which("sox"))}
+            "pico": bool(shutil.which("pico2wave")), "sox": bool(shutil.which("sox"))}
 
 
 _PIPER = None
@@ -138,6 +144,9 @@ def synthesize(job: Job, out_dir: Path) -> tuple[str, float] | tuple[str, str]:
             elif engine == "rhvoice":   # rate and pitch in percent of the voice's own
                 _run(["RHVoice-test", "-p", name, "-r", str(rng.randint(80, 125)), "-t", str(rng.randint(80, 125)),
                       "-o", raw], stdin=job.text)
+            elif engine == "pico":   # rate and pitch in percent, as Pico's markup takes them
+                _run(["pico2wave", "-l", name, "-w", raw, "--", f"<speed level='{rng.randint(80, 125)}'>"
+                      f"<pitch level='{rng.randint(80, 125)}'>{job.text}</pitch></speed>"])
             elif engine == "festival":
                 _run(["text2wave", "-eval", f"(voice_{name})", "-o", raw], stdin=job.text)
             elif engine == "piper":
