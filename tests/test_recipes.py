@@ -176,12 +176,13 @@ def test_offline_en_second_voice_command(tmp_path, monkeypatch, voice):
     load_recipe("offline_en")
     import synth
     calls = []
-    out_flag = {"RHVoice-test": ("-o", 24000), "pico2wave": ("-w", 16000)}
+    # where each program's output path stands (after which flag, how far) and the rate it writes
+    output = {"RHVoice-test": ("-o", 1, 24000), "pico2wave": ("-w", 1, 16000), "sox": ("-b", 2, 16000)}
 
     def fake_run(cmd, stdin=None):   # one second of silence at the rate each program writes
         calls.append((cmd, stdin))
-        flag, rate = out_flag.get(cmd[0], ("-b", 16000))
-        sf.write(cmd[cmd.index(flag) + (2 if flag == "-b" else 1)], np.zeros(rate, dtype="float32"), rate)
+        flag, offset, rate = output[cmd[0]]
+        sf.write(cmd[cmd.index(flag) + offset], np.zeros(rate, dtype="float32"), rate)
     monkeypatch.setattr(synth, "_run", fake_run)
     uid = f"{voice.split(':')[0]}-train-000001"
     _, duration = synth.synthesize(synth.Job(uid, "hello there", voice, 7), tmp_path)
