@@ -56,6 +56,8 @@ class TrainConfig:
     tokenizer: str = "bpe"           # bpe | char
     vocab_size: int = 256
     init_from: str = ""              # start from this checkpoint's weights and tokenizer
+    new_head: bool = False           # with init_from: a new tokenizer (tokenizer, vocab_size) and CTC head;
+                                     # rows of pieces both vocabularies share are carried over
     pretrained_encoder: str = ""     # whisper_tiny preset: a CTranslate2 Whisper dir, or "bundled"
     encoder_lr_scale: float = 1.0    # the encoder's LR = lr * this (e.g. 0.1 for a pretrained encoder)
     encoder_anchor: str = ""         # L2-SP: pull the encoder's learning weights towards this checkpoint's encoder
@@ -236,7 +238,9 @@ class Logger:
 
 def _prepare_tokenizer(cfg: TrainConfig, texts: list[str], exp_dir: Path, rank: Dist) -> Tokenizer:
     path = exp_dir / "tokenizer.pt"
-    if cfg.init_from:
+    if cfg.new_head and not cfg.init_from:
+        raise ValueError("new_head needs init_from (the model whose other weights are kept)")
+    if cfg.init_from and not cfg.new_head:
         return Tokenizer.from_dict(load_checkpoint(cfg.init_from)["tokenizer"])
     if rank.main and not path.exists():
         tok = train_tokenizer([normalize_text(t) for t in texts], cfg.tokenizer, cfg.vocab_size)
@@ -292,7 +296,9 @@ def _augment_config(cfg: TrainConfig) -> AugmentConfig:
 
 def _build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     if cfg.init_from:
-        model, _ = model_from_checkpoint(load_checkpoint(cfg.init_from))
+        model, old_tok = model_from_checkpoint(load_checkpoint(cfg.init_from))
+        if cfg.new_head:
+            model_lib.replace_head(model, old_tok.pieces, tokenizer.pieces, seed=cfg.seed)
     else:
         model = _new_model(cfg, tokenizer)
     if cfg.freeze_encoder:

@@ -5,6 +5,9 @@ import pytest
 import torch
 
 import asr
+import asr.checkpoint
+import asr.model
+import asr.tokenizer
 import asr.trainer
 from asr.checkpoint import load_checkpoint, step_checkpoints
 from asr.data import DurationBatchSampler
@@ -196,3 +199,31 @@ def test_augment_overrides_set_the_augmentation(tone_corpus, tmp_path, monkeypat
     with pytest.raises(ValueError, match="unknown augment_overrides"):
         train(tiny_train_config(tone_corpus, tmp_path / "bad", max_steps=1, augment=True,
                                 augment_overrides={"p_reverbb": 0.9}))
+
+
+def test_new_head_keeps_the_rest_and_carries_shared_rows(tiny_model, tone_corpus, tmp_path):
+    """new_head: a run from a trained model with another vocabulary (BPE instead of characters):
+    the encoder starts as the old one's, the rows of shared pieces are copied, the model file
+    holds the new tokenizer, and it decodes; without init_from it is refused."""
+    old, old_tok = asr.checkpoint.model_from_checkpoint(load_checkpoint(tiny_model))
+    new_tok = asr.tokenizer.train_tokenizer(["one two three", "two three four"] * 20, "bpe", 30)
+    old_copy = asr.checkpoint.model_from_checkpoint(load_checkpoint(tiny_model))[0]
+    asr.model.replace_head(old_copy, old_tok.pieces, new_tok.pieces, seed=0)
+    shared = [(i, old_tok.pieces.index(p)) for i, p in enumerate(new_tok.pieces) if p in old_tok.pieces]
+    assert len(shared) >= 2 and shared[0] == (0, 0)           # the blank and some letters
+    for i, j in shared:
+        assert torch.equal(old_copy.head.weight[i], old.head.weight[j])
+    assert old_copy.head.out_features == old_copy.config.vocab_size == new_tok.vocab_size
+    assert all(torch.equal(a, b) for a, b in zip(old_copy.encoder.state_dict().values(),
+                                                 old.encoder.state_dict().values()))
+
+    torch.manual_seed(0)
+    path = train(tiny_train_config(tone_corpus, tmp_path / "bpe", max_steps=3, checkpoint_every=3,
+                                   init_from=str(tiny_model), new_head=True, tokenizer="bpe", vocab_size=12))
+    state = load_checkpoint(path)
+    assert state["model_config"]["vocab_size"] == asr.tokenizer.Tokenizer.from_dict(state["tokenizer"]).vocab_size == 12
+    assert state["tokenizer"]["kind"] == "bpe"
+    ev = asr.evaluate(tone_corpus / "valid.jsonl", asr.load_model(path), progress=False)
+    assert ev.result.wer >= 0.0
+    with pytest.raises(ValueError, match="new_head needs init_from"):
+        train(tiny_train_config(tone_corpus, tmp_path / "no-init", max_steps=1, new_head=True))
