@@ -359,23 +359,20 @@ class CTCModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def replace_head(model: CTCModel, old_pieces: list[str], new_pieces: list[str], seed: int = 0) -> None:
+def replace_head(model: CTCModel, old_pieces: list[str], new_pieces: list[str]) -> None:
     """Give `model` a new CTC head over `new_pieces` (e.g. a larger BPE vocabulary), in place. The
     rows (weight and bias) of pieces in both vocabularies, the blank included, are copied from the
-    old head; the others start as a new `nn.Linear`'s, so the encoder and adapter keep what they learnt."""
+    old head; the others start as a new `nn.Linear`'s (torch's RNG), so the encoder and adapter keep
+    what they learnt."""
     if model.config.share_embedding:
         raise ValueError("new_head: a model whose CTC head shares the LM's embeddings keeps its vocabulary")
     old = model.head
-    gen = torch.Generator().manual_seed(seed)
-    head = nn.Linear(old.in_features, len(new_pieces))
+    index = {p: i for i, p in enumerate(old_pieces)}
+    new_rows = [i for i, p in enumerate(new_pieces) if p in index]
+    old_rows = [index[new_pieces[i]] for i in new_rows]
+    head = nn.Linear(old.in_features, len(new_pieces)).to(old.weight.device, old.weight.dtype)
     with torch.no_grad():
-        bound = old.in_features ** -0.5
-        head.weight.uniform_(-bound, bound, generator=gen)
-        head.bias.uniform_(-bound, bound, generator=gen)
-        index = {p: i for i, p in enumerate(old_pieces)}
-        for i, p in enumerate(new_pieces):
-            if p in index:
-                head.weight[i] = old.weight[index[p]]
-                head.bias[i] = old.bias[index[p]]
-    model.head = head.to(old.weight.device, old.weight.dtype)
+        head.weight[new_rows] = old.weight[old_rows]
+        head.bias[new_rows] = old.bias[old_rows]
+    model.head = head
     model.config = replace(model.config, vocab_size=len(new_pieces))

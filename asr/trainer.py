@@ -298,7 +298,7 @@ def _build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> model_lib.CTCModel:
     if cfg.init_from:
         model, old_tok = model_from_checkpoint(load_checkpoint(cfg.init_from))
         if cfg.new_head:
-            model_lib.replace_head(model, old_tok.pieces, tokenizer.pieces, seed=cfg.seed)
+            model_lib.replace_head(model, old_tok.pieces, tokenizer.pieces)   # seeded above, in train()
     else:
         model = _new_model(cfg, tokenizer)
     if cfg.freeze_encoder:
