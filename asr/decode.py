@@ -153,6 +153,11 @@ class BeamSearchDecoder:
         return BeamSearchDecoder(self.tokenizer, options, self.lm_source, self.search)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[DecodingResult]:
+        return [hyps[0] if hyps else DecodingResult("", []) for hyps in self.nbest(log_probs, lengths, 1)]
+
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor, n: int | None = None) -> list[list[DecodingResult]]:
+        """Per utterance, the distinct transcripts left in the final beam, best score first (at most
+        `n`; all when None): the input of a second-pass rescoring."""
         _check(log_probs, lengths, self.tokenizer.vocab_size)
         log_probs, lengths = log_probs.detach().float().cpu().contiguous(), lengths.cpu()
         kept = None
@@ -163,19 +168,24 @@ class BeamSearchDecoder:
         row_bytes = log_probs.element_size() * log_probs.stride(0)
         out = []
         for b in range(B):
-            hyps = self.decoder.decode(log_probs.data_ptr() + b * row_bytes, int(lengths[b]), V)
-            if not hyps:
-                out.append(DecodingResult("", []))
-                continue
-            # One entry per frame, plus one before the first: a token is emitted where it starts.
-            path, tokens, frames = hyps[0].tokens, [], []
-            for i, t in enumerate(path):
-                if t >= 0 and t != self.tokenizer.blank_id and (i == 0 or t != path[i - 1]):
-                    tokens.append(int(t))
-                    frames.append(max(i - 1, 0))
-            if kept is not None:
-                frames = [int(kept[b][min(f, len(kept[b]) - 1)]) for f in frames]
-            out.append(DecodingResult(self.tokenizer.decode(tokens), tokens, frames, float(hyps[0].score)))
+            results, seen = [], set()
+            for hyp in self.decoder.decode(log_probs.data_ptr() + b * row_bytes, int(lengths[b]), V):
+                # One entry per frame, plus one before the first: a token is emitted where it starts.
+                path, tokens, frames = hyp.tokens, [], []
+                for i, t in enumerate(path):
+                    if t >= 0 and t != self.tokenizer.blank_id and (i == 0 or t != path[i - 1]):
+                        tokens.append(int(t))
+                        frames.append(max(i - 1, 0))
+                text = self.tokenizer.decode(tokens)
+                if text in seen:        # the beam keeps paths that differ only in their frames
+                    continue
+                seen.add(text)
+                if kept is not None:
+                    frames = [int(kept[b][min(f, len(kept[b]) - 1)]) for f in frames]
+                results.append(DecodingResult(text, tokens, frames, float(hyp.score)))
+                if n is not None and len(results) == n:
+                    break
+            out.append(results)
         return out
 
 

@@ -101,6 +101,19 @@ def perplexity(lm: LSTMLM, seqs: list[list[int]], batch: int = 64) -> float:
     return math.exp(total / max(n, 1))
 
 
+@torch.no_grad()
+def sequence_log_probs(lm: LSTMLM, seqs: list[list[int]], batch: int = 64) -> list[float]:
+    """log P(tokens + EOS) of each sequence under `lm`, in nats (for rescoring n-best lists)."""
+    lm.eval()
+    out = []
+    for i in range(0, len(seqs), batch):
+        inputs, targets, lengths = lm_batch(seqs[i:i + batch])
+        logits, _ = lm(inputs, lengths)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+        out += (-nll.sum(1)).tolist()
+    return out
+
+
 def read_text(paths: list[str | Path], tokenizer: Tokenizer, max_tokens: int = 200) -> list[list[int]]:
     """Normalised, tokenised lines of text files (empty and over-long lines dropped)."""
     seqs = []

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 import asr
 from asr.cli import app
 from asr.decode import BeamSearchDecoder, DecodingOptions
-from asr.lm import (FusionLM, LMConfig, LSTMLM, LMTrainConfig, LSTMStepper, load_lm, perplexity, read_text,
-                    train_lm)
+from asr.lm import (FusionLM, LMConfig, LSTMLM, LMTrainConfig, LSTMStepper, lm_loss, load_lm, perplexity, read_text,
+                    sequence_log_probs, train_lm)
 from asr.tokenizer import CharTokenizer
 
 runner = CliRunner()
@@ -26,6 +26,19 @@ def test_lm_learns_text(tmp_path):
     lm, tok2 = load_lm(path)
     assert tok2.pieces == tok.pieces
     assert perplexity(lm, read_text([text], tok)) == pytest.approx(ppl, rel=0.2)
+
+
+def test_sequence_log_probs_are_each_sequences_own():
+    """One log-prob per sequence, the same batched with others of other lengths as alone, and
+    summing to minus the LM loss."""
+    torch.manual_seed(0)
+    lm = LSTMLM(LMConfig(vocab_size=30, embed_dim=12, hidden=20)).eval()
+    seqs = [[4, 17, 3], [], [29, 1, 5, 5, 8, 2]]
+    batched = sequence_log_probs(lm, seqs)
+    assert batched == pytest.approx([sequence_log_probs(lm, [s])[0] for s in seqs], abs=1e-5)
+    assert all(v < 0 for v in batched)
+    with torch.no_grad():
+        assert sum(batched) == pytest.approx(-float(lm_loss(lm, seqs)[0]), rel=1e-5)
 
 
 @pytest.mark.parametrize("layers", [1, 2])

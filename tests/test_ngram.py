@@ -140,3 +140,20 @@ def test_cli_builds_an_ngram_and_decodes_with_it(tiny_model, tone_corpus, tmp_pa
     (tmp_path / "bad.arpa").write_text("junk\n")
     res = runner.invoke(app, ["transcribe", wav, "--model", str(tiny_model), "--lm", str(tmp_path / "bad.arpa")])
     assert res.exit_code == 1 and "not an ARPA file" in res.output
+
+
+def test_nbest_lists_distinct_transcripts_best_first(bat_lm):
+    """The n-best list starts with what the decoder returns, holds each transcript once, in falling
+    score order, and `n` cuts it."""
+    lm = load_ngram(bat_lm[0])
+    torch.manual_seed(1)
+    lp = torch.randn(2, 30, TOK.vocab_size).log_softmax(-1)
+    n = torch.tensor([30, 21])
+    dec = BeamSearchDecoder(TOK, DecodingOptions(beam_size=16, lm_weight=0.5, word_score=0.0), lm)
+    lists = dec.nbest(lp, n)
+    assert [hyps[0] for hyps in lists] == dec(lp, n)
+    for hyps in lists:
+        texts, scores = [h.text for h in hyps], [h.score for h in hyps]
+        assert len(hyps) > 1 and len(set(texts)) == len(texts)
+        assert scores == sorted(scores, reverse=True)
+    assert [len(h) for h in dec.nbest(lp, n, 2)] == [2, 2]
