@@ -81,14 +81,19 @@ def lm_batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return inputs, targets, lengths
 
 
-def lm_loss(lm: LSTMLM, seqs: list[list[int]], device="cpu") -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy (with EOS) and the number of predicted tokens."""
+def _token_nll(lm: LSTMLM, seqs: list[list[int]], device="cpu") -> tuple[torch.Tensor, int]:
+    """(B, U) next-token cross-entropy (with EOS; 0 on padding) and the number of predicted tokens."""
     inputs, targets, lengths = lm_batch(seqs)
     logits, _ = lm(inputs.to(device), lengths.to(device))
     targets = targets.to(device)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    return loss, int((targets != -100).sum())
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    return nll, int((targets != -100).sum())
+
+
+def lm_loss(lm: LSTMLM, seqs: list[list[int]], device="cpu") -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy (with EOS) and the number of predicted tokens."""
+    nll, n = _token_nll(lm, seqs, device)
+    return nll.sum(), n
 
 
 @torch.no_grad()
@@ -107,10 +112,7 @@ def sequence_log_probs(lm: LSTMLM, seqs: list[list[int]], batch: int = 64) -> li
     lm.eval()
     out = []
     for i in range(0, len(seqs), batch):
-        inputs, targets, lengths = lm_batch(seqs[i:i + batch])
-        logits, _ = lm(inputs, lengths)
-        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-        out += (-nll.sum(1)).tolist()
+        out += (-_token_nll(lm, seqs[i:i + batch])[0].sum(1)).tolist()
     return out
 
 

@@ -28,7 +28,7 @@ def nbest_lists(rec, lstm, manifest: Path) -> tuple[list[str], list[str], list[l
         for _, wav in utterance_chunks(utt):
             lp = rec.log_probs(wav)
             (hyps,) = rec.decoder.nbest(lp[None], torch.tensor([lp.shape[0]]))
-            lstm_lp = sequence_log_probs(lstm, [h.tokens for h in hyps]) if hyps else []
+            lstm_lp = sequence_log_probs(lstm, [h.tokens for h in hyps])
             chunks.append([(h.text, h.score, l, len(h.text.split())) for h, l in zip(hyps, lstm_lp)])
         refs.append(utt.text)
         ids.append(utt.id)
