@@ -1,5 +1,6 @@
-"""Waveform augmentation for training: voice (pitch and formants), speed, noise, reverberation,
-telephone band (mu-law, or a real GSM / AMR-NB codec through sox), gain.
+"""Waveform augmentation for training: voice (pitch and formants), speed, noise (drawn, or recorded:
+music and background talkers from folders of audio files), reverberation, telephone band (mu-law,
+or a real GSM / AMR-NB codec through sox), gain.
 
 `AugmentConfig` holds the probabilities; `augment(wav, cfg, rng)` draws one chain per utterance.
 The aim is robustness to real, unseen voices and channels (including 8 kHz telephone speech).
@@ -11,11 +12,13 @@ import math
 import random
 import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torchaudio
 
-from .audio import SAMPLE_RATE, resample
+from .audio import SAMPLE_RATE, AudioError, load_audio, resample
 
 
 @dataclass
@@ -25,6 +28,8 @@ class AugmentConfig:
     speed_factors: tuple[float, ...] = (0.9, 1.0, 1.1)
     p_noise: float = 0.5
     snr_db: tuple[float, float] = (5.0, 30.0)
+    p_recorded: float = 0.0          # of the noise draws, the share taken from `noise_dirs` instead of Gaussian
+    noise_dirs: tuple[str, ...] = ()  # folders of recorded noise; one is drawn per utterance (see `recorded_noise`)
     p_reverb: float = 0.3
     rt60: tuple[float, float] = (0.15, 0.6)
     p_telephone: float = 0.25
@@ -42,7 +47,10 @@ def augment(wav: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.
     if rng.random() < cfg.p_telephone:
         wav = telephone(wav, rng, cfg.p_codec)
     if rng.random() < cfg.p_noise:
-        wav = add_noise(wav, rng.uniform(*cfg.snr_db), rng, colour=rng.choice([0.0, 0.0, 0.7, 0.95]))
+        if cfg.p_recorded > 0 and rng.random() < cfg.p_recorded:   # no draw when off, as p_pitch
+            wav = mix_at_snr(wav, recorded_noise(wav.numel(), cfg.noise_dirs, rng), rng.uniform(*cfg.snr_db))
+        else:
+            wav = add_noise(wav, rng.uniform(*cfg.snr_db), rng, colour=rng.choice([0.0, 0.0, 0.7, 0.95]))
     wav = gain(wav, rng.uniform(*cfg.gain_db))
     return wav.clamp(-1.0, 1.0)
 
@@ -77,9 +85,59 @@ def add_noise(wav: torch.Tensor, snr_db: float, rng: random.Random | None = None
     noise = torch.randn(wav.shape, generator=g)
     if colour > 0:
         noise = torchaudio.functional.lfilter(noise, torch.tensor([1.0, -colour]), torch.tensor([1.0 - colour, 0.0]), clamp=False)
+    return mix_at_snr(wav, noise, snr_db)
+
+
+def mix_at_snr(wav: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """`wav` plus `noise` (the same length) scaled to `snr_db` below it."""
     p_sig = wav.pow(2).mean().clamp_min(1e-10)
     p_noise = noise.pow(2).mean().clamp_min(1e-10)
     return wav + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+LONG_NOISE_S = 30.0   # a folder whose median file is at least this long is one layer (music); else talkers
+
+
+@lru_cache(maxsize=8)
+def noise_bank(folder: str) -> tuple[torch.Tensor, ...]:
+    """Every audio file under `folder` (recursive, sorted), loaded once per process at 16 kHz."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    clips = []
+    for p in files:
+        try:
+            clip = load_audio(p)
+        except AudioError:   # a broken file among hundreds is skipped, not fatal to training
+            continue
+        if clip.abs().max() > 0:
+            clips.append(clip)
+    if not clips:
+        raise ValueError(f"noise folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return tuple(clips)
+
+
+def recorded_noise(n: int, dirs: tuple[str, ...] | list[str], rng: random.Random) -> torch.Tensor:
+    """`n` samples of recorded noise from one folder of `dirs`, drawn at random. A folder of long files
+    (music) gives one random stretch of one of them; a folder of short ones (speech prompts) gives 1-4
+    background talkers, each a run of its clips from a random point, at equal level."""
+    if not dirs:
+        raise ValueError("p_recorded > 0 needs noise_dirs (folders of recorded noise)")
+    bank = noise_bank(str(rng.choice(list(dirs))))
+    lengths = sorted(c.numel() for c in bank)
+    talkers = 1 if lengths[len(lengths) // 2] >= LONG_NOISE_S * SAMPLE_RATE else rng.randint(1, 4)
+    out = torch.zeros(n)
+    for _ in range(talkers):
+        parts, have = [], 0
+        clip = rng.choice(bank)
+        start = rng.randrange(clip.numel())
+        while have < n:
+            piece = clip[start:start + n - have]
+            parts.append(piece)
+            have += piece.numel()
+            clip, start = rng.choice(bank), 0
+        layer = torch.cat(parts)
+        out += layer / layer.pow(2).mean().sqrt().clamp_min(1e-8)
+    return out
 
 
 def reverberate(wav: torch.Tensor, rt60: float, rng: random.Random | None = None) -> torch.Tensor:

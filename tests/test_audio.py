@@ -134,3 +134,55 @@ def test_telephone_codec_is_drawn_only_when_on(monkeypatch):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(RuntimeError, match="needs sox"):
         telephone(wav, random.Random(3), p_codec=1.0)
+
+
+def _noise_folders(tmp_path):
+    """A 'music' folder (one 40 s file) and a 'talkers' folder (short clips and a broken file)."""
+    music, talk = tmp_path / "music", tmp_path / "talk" / "sub"
+    talk.mkdir(parents=True)
+    music.mkdir()
+    sf.write(music / "track.wav", sine(8000, seconds=40.0, freq=300.0), 8000)
+    for i, f in enumerate([500.0, 700.0, 900.0]):
+        sf.write(talk / f"p{i}.wav", sine(8000, seconds=0.3, freq=f), 8000)
+    (talk / "broken.wav").write_bytes(b"not audio")
+    return music, tmp_path / "talk"
+
+
+def test_recorded_noise_fills_the_length_from_a_folder_and_mixes_at_the_snr(tmp_path):
+    import random
+
+    from asr.augment import mix_at_snr, noise_bank, recorded_noise
+
+    music, talk = _noise_folders(tmp_path)
+    assert len(noise_bank(str(talk))) == 3                 # recursive; the broken file is skipped
+    n = SAMPLE_RATE * 2
+    for folder in (music, talk):
+        noise = recorded_noise(n, [str(folder)], random.Random(1))
+        assert noise.shape == (n,) and noise.abs().max() > 0
+        assert torch.equal(noise, recorded_noise(n, [str(folder)], random.Random(1)))   # seeded
+    # A 2 s stretch of the short clips (0.3 s each) runs on across several of them.
+    spectrum = torch.fft.rfft(recorded_noise(n, [str(talk)], random.Random(2))).abs()
+    peaks = {round(i * SAMPLE_RATE / n, -2) for i in spectrum.topk(200).indices.tolist()}
+    assert len(peaks & {500.0, 700.0, 900.0}) >= 2
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=2.0, freq=200.0)).float()
+    noise = recorded_noise(n, [str(music)], random.Random(3))
+    mixed = mix_at_snr(wav, noise, 10.0)
+    snr = 10 * torch.log10(wav.pow(2).mean() / (mixed - wav).pow(2).mean())
+    assert snr.item() == pytest.approx(10.0, abs=0.01)
+    with pytest.raises(ValueError, match="holds no audio"):
+        noise_bank(str(tmp_path / "music" / "none"))
+    with pytest.raises(ValueError, match="needs noise_dirs"):
+        recorded_noise(n, [], random.Random(0))
+
+
+def test_recorded_noise_is_drawn_only_when_on(tmp_path):
+    import random
+
+    from asr.augment import AugmentConfig, augment
+
+    music, talk = _noise_folders(tmp_path)
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=0.5)).float()
+    base = AugmentConfig(p_noise=1.0, noise_dirs=(str(music), str(talk)))
+    assert torch.equal(augment(wav, AugmentConfig(p_noise=1.0), random.Random(5)), augment(wav, base, random.Random(5)))
+    recorded = augment(wav, AugmentConfig(p_noise=1.0, p_recorded=1.0, noise_dirs=base.noise_dirs), random.Random(5))
+    assert not torch.equal(recorded, augment(wav, base, random.Random(5)))
