@@ -19,6 +19,7 @@ import torchaudio.functional as AF
 SAMPLE_RATE = 16000
 CHUNK_SECONDS = 30.0       # longest piece the model sees at once when streaming
 CUT_SEARCH_SECONDS = 3.0   # a chunk ends at the quietest 10 ms within its last 3 s
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
 
 class AudioError(Exception):
@@ -87,6 +88,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, offset: 
     mono = to_mono(data)
     _validate(path, mono)
     return resample(torch.from_numpy(mono), sr, sample_rate)
+
+
+def audio_files(folder: str | os.PathLike) -> list[Path]:
+    """The audio files under `folder` (by extension, recursive), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
 def audio_duration(path: str | os.PathLike) -> float:

@@ -13,12 +13,11 @@ import random
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torchaudio
 
-from .audio import SAMPLE_RATE, AudioError, load_audio, resample
+from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_files, load_audio, resample
 
 
 @dataclass
@@ -95,16 +94,14 @@ def mix_at_snr(wav: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.T
     return wav + noise * torch.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 LONG_NOISE_S = 30.0   # a folder whose median file is at least this long is one layer (music); else talkers
 
 
 @lru_cache(maxsize=8)
 def noise_bank(folder: str) -> tuple[torch.Tensor, ...]:
     """Every audio file under `folder` (recursive, sorted), loaded once per process at 16 kHz."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     clips = []
-    for p in files:
+    for p in audio_files(folder):
         try:
             clip = load_audio(p)
         except AudioError:   # a broken file among hundreds is skipped, not fatal to training
@@ -112,8 +109,15 @@ def noise_bank(folder: str) -> tuple[torch.Tensor, ...]:
         if clip.abs().max() > 0:
             clips.append(clip)
     if not clips:
-        raise ValueError(f"noise folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        raise ValueError(f"noise folder {folder} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     return tuple(clips)
+
+
+@lru_cache(maxsize=8)
+def _is_music(folder: str) -> bool:
+    """Whether a noise folder's median file is long (one layer of music), not short prompts (talkers)."""
+    lengths = sorted(c.numel() for c in noise_bank(folder))
+    return lengths[len(lengths) // 2] >= LONG_NOISE_S * SAMPLE_RATE
 
 
 def recorded_noise(n: int, dirs: tuple[str, ...] | list[str], rng: random.Random) -> torch.Tensor:
@@ -122,9 +126,9 @@ def recorded_noise(n: int, dirs: tuple[str, ...] | list[str], rng: random.Random
     background talkers, each a run of its clips from a random point, at equal level."""
     if not dirs:
         raise ValueError("p_recorded > 0 needs noise_dirs (folders of recorded noise)")
-    bank = noise_bank(str(rng.choice(list(dirs))))
-    lengths = sorted(c.numel() for c in bank)
-    talkers = 1 if lengths[len(lengths) // 2] >= LONG_NOISE_S * SAMPLE_RATE else rng.randint(1, 4)
+    folder = str(rng.choice(list(dirs)))
+    bank = noise_bank(folder)
+    talkers = 1 if _is_music(folder) else rng.randint(1, 4)
     out = torch.zeros(n)
     for _ in range(talkers):
         parts, have = [], 0

@@ -15,11 +15,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .audio import AudioError, audio_duration
+from .audio import AudioError, audio_duration, audio_files
 from .io import atomic_write
 from .manifest import Utterance, read_manifest, write_manifest
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
 
 class PrepareError(ValueError):
@@ -171,7 +170,7 @@ def folder_to_manifest(folder: str | Path, out: str | Path) -> int:
     """Audio files with same-named ``.txt`` transcripts (searched recursively)."""
     folder = Path(folder)
     utts = []
-    for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
+    for audio in audio_files(folder):
         txt = audio.with_suffix(".txt")
         if not txt.exists():
             continue
