@@ -29,6 +29,7 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (5.0, 30.0)
     p_recorded: float = 0.0          # of the noise draws, the share taken from `noise_dirs` instead of Gaussian
     noise_dirs: tuple[str, ...] = ()  # folders of recorded noise; one is drawn per utterance (see `recorded_noise`)
+    recorded_snr_db: tuple[float, float] | None = None  # SNR range for recorded noise; None: `snr_db`
     p_reverb: float = 0.3
     rt60: tuple[float, float] = (0.15, 0.6)
     p_telephone: float = 0.25
@@ -47,7 +48,8 @@ def augment(wav: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.
         wav = telephone(wav, rng, cfg.p_codec)
     if rng.random() < cfg.p_noise:
         if cfg.p_recorded > 0 and rng.random() < cfg.p_recorded:   # no draw when off, as p_pitch
-            wav = mix_at_snr(wav, recorded_noise(wav.numel(), cfg.noise_dirs, rng), rng.uniform(*cfg.snr_db))
+            noise = recorded_noise(wav.numel(), cfg.noise_dirs, rng)
+            wav = mix_at_snr(wav, noise, rng.uniform(*(cfg.recorded_snr_db or cfg.snr_db)))
         else:
             wav = add_noise(wav, rng.uniform(*cfg.snr_db), rng, colour=rng.choice([0.0, 0.0, 0.7, 0.95]))
     wav = gain(wav, rng.uniform(*cfg.gain_db))

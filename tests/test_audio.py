@@ -186,3 +186,21 @@ def test_recorded_noise_is_drawn_only_when_on(tmp_path):
     assert torch.equal(augment(wav, AugmentConfig(p_noise=1.0), random.Random(5)), augment(wav, base, random.Random(5)))
     recorded = augment(wav, AugmentConfig(p_noise=1.0, p_recorded=1.0, noise_dirs=base.noise_dirs), random.Random(5))
     assert not torch.equal(recorded, augment(wav, base, random.Random(5)))
+
+
+def test_recorded_noise_has_its_own_snr_range_when_set(tmp_path):
+    import random
+
+    from asr.augment import AugmentConfig, augment
+
+    music, _ = _noise_folders(tmp_path)
+    wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=0.5)).float()
+    plain = dict(p_noise=1.0, p_recorded=1.0, noise_dirs=(str(music),), snr_db=(7.0, 7.0), p_reverb=0.0,
+                 p_telephone=0.0, speed_factors=(1.0,), gain_db=(0.0, 0.0))
+
+    def snr(cfg):
+        mixed = augment(wav, cfg, random.Random(4))
+        return (10 * torch.log10(wav.pow(2).mean() / (mixed - wav).pow(2).mean())).item()
+
+    assert snr(AugmentConfig(**plain)) == pytest.approx(7.0, abs=0.05)      # None: the Gaussian range
+    assert snr(AugmentConfig(**plain, recorded_snr_db=(20.0, 20.0))) == pytest.approx(20.0, abs=0.05)
