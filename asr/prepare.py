@@ -20,7 +20,6 @@ from .io import atomic_write
 from .manifest import Utterance, read_manifest, write_manifest
 
 
-
 class PrepareError(ValueError):
     """Input that cannot be converted; the message names the file (and line)."""
 

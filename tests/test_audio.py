@@ -148,6 +148,10 @@ def _noise_folders(tmp_path):
     return music, tmp_path / "talk"
 
 
+def _snr_db(clean: torch.Tensor, mixed: torch.Tensor) -> float:
+    return (10 * torch.log10(clean.pow(2).mean() / (mixed - clean).pow(2).mean())).item()
+
+
 def test_recorded_noise_fills_the_length_from_a_folder_and_mixes_at_the_snr(tmp_path):
     import random
 
@@ -166,9 +170,7 @@ def test_recorded_noise_fills_the_length_from_a_folder_and_mixes_at_the_snr(tmp_
     assert len(peaks & {500.0, 700.0, 900.0}) >= 2
     wav = torch.from_numpy(sine(SAMPLE_RATE, seconds=2.0, freq=200.0)).float()
     noise = recorded_noise(n, [str(music)], random.Random(3))
-    mixed = mix_at_snr(wav, noise, 10.0)
-    snr = 10 * torch.log10(wav.pow(2).mean() / (mixed - wav).pow(2).mean())
-    assert snr.item() == pytest.approx(10.0, abs=0.01)
+    assert _snr_db(wav, mix_at_snr(wav, noise, 10.0)) == pytest.approx(10.0, abs=0.01)
     with pytest.raises(ValueError, match="holds no audio"):
         noise_bank(str(tmp_path / "music" / "none"))
     with pytest.raises(ValueError, match="needs noise_dirs"):
@@ -199,8 +201,7 @@ def test_recorded_noise_has_its_own_snr_range_when_set(tmp_path):
                  p_telephone=0.0, speed_factors=(1.0,), gain_db=(0.0, 0.0))
 
     def snr(cfg):
-        mixed = augment(wav, cfg, random.Random(4))
-        return (10 * torch.log10(wav.pow(2).mean() / (mixed - wav).pow(2).mean())).item()
+        return _snr_db(wav, augment(wav, cfg, random.Random(4)))
 
     assert snr(AugmentConfig(**plain)) == pytest.approx(7.0, abs=0.05)      # None: the Gaussian range
     assert snr(AugmentConfig(**plain, recorded_snr_db=(20.0, 20.0))) == pytest.approx(20.0, abs=0.05)
