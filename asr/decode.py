@@ -22,6 +22,7 @@ from .tokenizer import UNK, Tokenizer
 class DecodingOptions:
     beam_size: int = 1             # 1 = greedy
     beam_threshold: float = 25.0
+    beam_size_token: int = 0       # beam search: tokens tried per hypothesis and frame (0 = min(4 x beam, vocab))
     lm_weight: float = 0.5         # shallow-fusion weight of the LM (when one is given)
     word_score: float = 1.5        # insertion bonus against the LM's deletions (only with an LM): per token
                                    # with the LSTM LM, per word with an n-gram; LM_DEFAULTS has tuned values
@@ -126,7 +127,8 @@ class BeamSearchDecoder:
 
         self.tokenizer, self.options, self.lm_source = tokenizer, options, lm
         blank = tokenizer.blank_id
-        common = dict(beam_size=options.beam_size, beam_size_token=min(options.beam_size * 4, tokenizer.vocab_size),
+        tokens = options.beam_size_token or options.beam_size * 4
+        common = dict(beam_size=options.beam_size, beam_size_token=min(tokens, tokenizer.vocab_size),
                       beam_threshold=options.beam_threshold, sil_score=0.0, log_add=True,
                       criterion_type=CriterionType.CTC)
         if isinstance(lm, NgramLM):

@@ -50,17 +50,27 @@ def test_beam_matches_greedy_on_peaked_input():
     assert beam.frames == greedy.frames
 
 
-def test_beam_finds_better_path_than_greedy():
-    # Greedy picks blank at every frame (0.4 > 0.3), but 'a' summed over its paths is more likely.
-    v = TOK.vocab_size
-    a = TOK.pieces.index("a")
-    p = torch.full((1, 2, v), 1e-6)
+def _blank_beats_each_letter() -> torch.Tensor:
+    """Two frames: blank 0.4, 'a' 0.3, 'b' 0.3. Greedy picks blank at each frame, but 'a' summed
+    over its paths is more likely."""
+    p = torch.full((1, 2, TOK.vocab_size), 1e-6)
     p[0, :, 0] = 0.4
-    p[0, :, a] = 0.3
+    p[0, :, TOK.pieces.index("a")] = 0.3
     p[0, :, TOK.pieces.index("b")] = 0.3
-    lp = (p / p.sum(-1, keepdim=True)).log()
+    return (p / p.sum(-1, keepdim=True)).log()
+
+
+def test_beam_finds_better_path_than_greedy():
+    lp = _blank_beats_each_letter()
     assert greedy_decode(lp, torch.tensor([2]), TOK)[0].text == ""
     assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8))(lp, torch.tensor([2]))[0].text != ""
+
+
+def test_beam_size_token_limits_the_tokens_tried_per_frame():
+    # One token per hypothesis and frame: only the blank is tried, so the beam cannot leave greedy's path.
+    lp = _blank_beats_each_letter()
+    assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, beam_size_token=1))(lp, torch.tensor([2]))[0].text == ""
+    assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, beam_size_token=3))(lp, torch.tensor([2]))[0].text != ""
 
 
 def test_decode_checks_shapes():
