@@ -61,6 +61,8 @@ LM_HELP = ("LM file for shallow fusion: a word n-gram (.arpa, .arpa.gz) or an LS
            "shipped LM; 'auto' = the shipped LM when the model is the shipped default, else none; 'none' = no LM.")
 LM_WEIGHT_HELP = "Weight of the LM's log-probabilities (default: tuned per kind of LM, asr.decode.LM_DEFAULTS)."
 WORD_SCORE_HELP = "Insertion bonus (with --lm): per word with an n-gram, per token with an LSTM LM."
+BEAM_TOKENS_HELP = ("Beam search: tokens tried per hypothesis and frame (default: tuned for the n-gram, "
+                    "asr.decode.LM_DEFAULTS; else 4 x the beam; 0 = 4 x the beam).")
 
 
 def _lm_choice(lm: str, model: Optional[Path]) -> Optional[str]:
@@ -96,6 +98,7 @@ def transcribe_cmd(
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
     word_score: Optional[float] = typer.Option(None, "--word-score", help=WORD_SCORE_HELP),
+    beam_size_token: Optional[int] = typer.Option(None, "--beam-size-token", help=BEAM_TOKENS_HELP),
     blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads", help="Torch threads."),
     fmt: Format = typer.Option(Format.txt, "--format", "-f",
@@ -115,8 +118,8 @@ def transcribe_cmd(
     if fmt in (Format.srt, Format.vtt) and len(files) > 1 and output_dir is None:
         _fail(f"--format {fmt.value} with several files needs --output-dir")
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
-                            lm_weight=lm_weight, word_score=word_score, blank_skip_threshold=blank_skip,
-                            runtime=runtime.value)
+                            lm_weight=lm_weight, word_score=word_score, beam_size_token=beam_size_token,
+                            blank_skip_threshold=blank_skip, runtime=runtime.value)
     failures: list[str] = []
 
     def on_error(path: str, reason: str) -> None:
@@ -149,6 +152,7 @@ def evaluate_cmd(
     lm: str = typer.Option("auto", "--lm", help=LM_HELP),
     lm_weight: Optional[float] = typer.Option(None, "--lm-weight", help=LM_WEIGHT_HELP),
     word_score: Optional[float] = typer.Option(None, "--word-score", help=WORD_SCORE_HELP),
+    beam_size_token: Optional[int] = typer.Option(None, "--beam-size-token", help=BEAM_TOKENS_HELP),
     blank_skip: float = typer.Option(1.0, "--blank-skip", help=BLANK_SKIP_HELP),
     threads: int = typer.Option(1, "--threads"),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for recogs/errs/wer-summary files."),
@@ -162,8 +166,8 @@ def evaluate_cmd(
     from .inference import evaluate, load_model
 
     recognizer = load_model(model, device=device, beam_size=beam_size, threads=threads, lm=_lm_choice(lm, model),
-                            lm_weight=lm_weight, word_score=word_score, blank_skip_threshold=blank_skip,
-                            runtime=runtime.value)
+                            lm_weight=lm_weight, word_score=word_score, beam_size_token=beam_size_token,
+                            blank_skip_threshold=blank_skip, runtime=runtime.value)
     ev = evaluate(manifest, recognizer, report_dir=report)
     for f in ev.failures:
         typer.echo(f"error: {f}", err=True)

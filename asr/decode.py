@@ -32,7 +32,7 @@ class DecodingOptions:
 
 # Beam, LM weight and word score per kind of LM, tuned for the shipped model on dev.
 LM_DEFAULTS = {"lstm": dict(beam_size=8, lm_weight=0.5, word_score=1.5),
-               "ngram": dict(beam_size=32, lm_weight=1.3, word_score=-0.5)}
+               "ngram": dict(beam_size=128, beam_size_token=8, lm_weight=1.3, word_score=-0.5)}
 
 
 @dataclass

@@ -190,9 +190,9 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
 
     `lm`: a language model file for shallow fusion ("default" = the one shipped with the default
     model): an LSTM LM (`asr lm train`) or a word n-gram (.arpa / .arpa.gz, `asr lm ngram`). It
-    implies beam search; beam size, lm_weight and word_score not given (or None) take that kind
-    of LM's tuned values (`asr.decode.LM_DEFAULTS`). Other keyword arguments are
-    `DecodingOptions` fields (beam_threshold, blank_skip_threshold). `runtime="onnx"` (or
+    implies beam search; beam size, lm_weight, word_score (and, for the n-gram, beam_size_token)
+    not given (or None) take that kind of LM's tuned values (`asr.decode.LM_DEFAULTS`). Other
+    keyword arguments are `DecodingOptions` fields (beam_threshold, blank_skip_threshold). `runtime="onnx"` (or
     "onnx-int8") runs the acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
     """
     set_threads(threads)
@@ -206,7 +206,7 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
             (lm_model, lm_tok), kind = load_lm(lm_path), "lstm"
         defaults = LM_DEFAULTS[kind]
         beam_size = beam_size if beam_size and beam_size > 1 else defaults["beam_size"]
-        options = {"lm_weight": defaults["lm_weight"], "word_score": defaults["word_score"], **options}
+        options = {**{k: v for k, v in defaults.items() if k != "beam_size"}, **options}
     rec = Recognizer.from_file(path, device=device, runtime=runtime, threads=threads,
                                options=DecodingOptions(beam_size=beam_size or 1, **options), lm=lm_model)
     if lm_tok is not None and lm_tok.pieces != rec.tokenizer.pieces:

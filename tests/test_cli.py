@@ -78,7 +78,7 @@ def test_silence_gives_empty_transcript(tiny_model, tmp_path):
 
 def test_evaluate_last_line_and_report(tiny_model, tone_corpus, tmp_path):
     res = runner.invoke(app, ["evaluate", str(tone_corpus / "train.jsonl"), "--model", str(tiny_model),
-                              "--report", str(tmp_path / "rep"), "--beam-size", "4", "--blank-skip", "0.99"])
+                              "--report", str(tmp_path / "rep"), "--beam-size", "4", "--beam-size-token", "8", "--blank-skip", "0.99"])
     assert res.exit_code == 0, res.output
     last = res.stdout.strip().splitlines()[-1].split()
     assert last[0::2] == ["WER", "SUB", "DEL", "INS", "RTF", "N"]
@@ -128,11 +128,14 @@ def test_cli_decoding_defaults_are_the_library_defaults():
     for fn in (transcribe_cmd, evaluate_cmd):
         params = inspect.signature(fn).parameters
         assert params["lm_weight"].default.default is None and params["word_score"].default.default is None
+        assert params["beam_size_token"].default.default is None
         assert params["blank_skip"].default.default == d.blank_skip_threshold
     o = asr.load_model(lm="default").options            # the shipped LM is the word n-gram
-    assert dict(beam_size=o.beam_size, lm_weight=o.lm_weight, word_score=o.word_score) == LM_DEFAULTS["ngram"]
+    assert {k: getattr(o, k) for k in LM_DEFAULTS["ngram"]} == LM_DEFAULTS["ngram"]
     o = asr.load_model(lm="default", beam_size=4, lm_weight=0.25).options
     assert (o.beam_size, o.lm_weight, o.word_score) == (4, 0.25, LM_DEFAULTS["ngram"]["word_score"])
+    assert o.beam_size_token == LM_DEFAULTS["ngram"]["beam_size_token"]
+    assert asr.load_model(lm="default", beam_size_token=0).options.beam_size_token == 0    # 0: 4 x the beam
 
 
 def test_average_interpolates_weights_and_refuses_other_models(tiny_model, tmp_path):

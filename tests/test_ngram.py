@@ -133,7 +133,8 @@ def test_cli_builds_an_ngram_and_decodes_with_it(tiny_model, tone_corpus, tmp_pa
     assert tune.exit_code == 0, tune.output
     assert tune.stdout.splitlines()[2] == f"1.3\t-0.5\t{wer}"    # search-only grid == full evaluate
     rec = asr.load_model(tiny_model, lm=out)
-    assert (rec.options.beam_size, rec.options.lm_weight, rec.options.word_score) == (32, 1.3, -0.5)  # tuned defaults
+    o = rec.options
+    assert (o.beam_size, o.beam_size_token, o.lm_weight, o.word_score) == (128, 8, 1.3, -0.5)  # tuned defaults
     vocab = set(load_ngram(out).words)
     wav = asr.read_manifest(tone_corpus / "valid.jsonl")[0].audio_filepath
     assert set(rec.transcribe(wav).text.split()) <= vocab
