@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synth  # noqa: E402
 import text as textprep  # noqa: E402
 
+from asr.decode import LM_DEFAULTS  # noqa: E402
 from asr.manifest import Utterance, read_manifest, write_manifest  # noqa: E402
 from asr.recipe import run_stages, stage_parser, torchrun_train  # noqa: E402
 
@@ -360,7 +361,7 @@ def stage_score(args, out: Path) -> None:
         decodings.append((f"beam {args.beam_size} + LM", {"beam_size": args.beam_size, "lm": lm,
                                                            "lm_weight": args.lm_weight, "word_score": args.word_score}))
     ngram = out / "lm" / "ngram.arpa.gz"
-    if ngram.exists():     # LM weight and word score: asr.decode.LM_DEFAULTS["ngram"]
+    if ngram.exists():     # LM weight, word score and tokens per frame: asr.decode.LM_DEFAULTS["ngram"]
         decodings.append((f"beam {args.ngram_beam_size} + n-gram", {"beam_size": args.ngram_beam_size, "lm": ngram}))
     splits = [s for s in ("dev", "dev-short", "dev-ood", "test-unseen", "test-unseen-8k", "test-unseen-short",
                           "test-unseen-short-8k", "test-unseen-ood", "dev-real", "dev-real-8k", "dev-real-short", "dev-real-short-8k",
@@ -520,7 +521,8 @@ def main(argv=None) -> None:
     p.add_argument("--ngram-order", type=int, default=3, help="order of the word n-gram LM (stage 5)")
     p.add_argument("--ngram-prune", type=int, default=1,
                    help="drop the n-gram LM's highest-order n-grams seen this often or less (stage 5; a smaller file)")
-    p.add_argument("--ngram-beam-size", type=int, default=32, help="beam with the word n-gram LM")
+    p.add_argument("--ngram-beam-size", type=int, default=LM_DEFAULTS["ngram"]["beam_size"],
+                   help="beam with the word n-gram LM (default: the tuned one, asr.decode.LM_DEFAULTS)")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra `asr train` options")
     args = p.parse_args(argv)
     whisper = args.preset.startswith("whisper")
