@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.decode import LM_DEFAULTS
 from asr.manifest import read_manifest, write_manifest
 from asr.ngram import load_ngram
 from conftest import tone_speech
@@ -236,7 +237,7 @@ def test_offline_en_recipe_smoke(tmp_path, capsys, monkeypatch):
     assert "| test-unseen-short-8k | greedy |" in (out / "RESULTS.md").read_text()
     assert (out / "train" / "tokenizer.pt").exists() and (out / "train" / "model.pt").exists()
     assert "| test-unseen | greedy |" in (out / "RESULTS.md").read_text()
-    assert "| test-unseen | beam 32 + n-gram |" in (out / "RESULTS.md").read_text()
+    assert f"| test-unseen | beam {LM_DEFAULTS['ngram']['beam_size']} + n-gram |" in (out / "RESULTS.md").read_text()
     assert "a" in load_ngram(out / "lm" / "ngram.arpa.gz").words
     # telephone copy of test-unseen: 8 kHz mu-law files, same texts, scored too
     narrow = read_manifest(out / "test-unseen-8k.jsonl")
