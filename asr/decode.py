@@ -30,7 +30,8 @@ class DecodingOptions:
                                          # cut to their first frame before the search (1.0 = keep all)
 
 
-# Beam, LM weight and word score per kind of LM, tuned for the shipped model on dev.
+# Beam, LM weight and word score per kind of LM (and tokens per frame for the n-gram), tuned for the
+# shipped model on dev.
 LM_DEFAULTS = {"lstm": dict(beam_size=8, lm_weight=0.5, word_score=1.5),
                "ngram": dict(beam_size=128, beam_size_token=8, lm_weight=1.3, word_score=-0.5)}
 
@@ -125,6 +126,8 @@ class BeamSearchDecoder:
         from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
                                                  LexiconFreeDecoder, LexiconFreeDecoderOptions, ZeroLM)
 
+        if options.beam_size_token < 0:     # flashlight would crash on it
+            raise ValueError(f"beam_size_token must be >= 0 (0 = 4 x the beam), got {options.beam_size_token}")
         self.tokenizer, self.options, self.lm_source = tokenizer, options, lm
         blank = tokenizer.blank_id
         tokens = options.beam_size_token or options.beam_size * 4

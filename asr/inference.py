@@ -192,8 +192,9 @@ def load_model(path: str | os.PathLike | None = None, device: str = "auto", beam
     model): an LSTM LM (`asr lm train`) or a word n-gram (.arpa / .arpa.gz, `asr lm ngram`). It
     implies beam search; beam size, lm_weight, word_score (and, for the n-gram, beam_size_token)
     not given (or None) take that kind of LM's tuned values (`asr.decode.LM_DEFAULTS`). Other
-    keyword arguments are `DecodingOptions` fields (beam_threshold, blank_skip_threshold). `runtime="onnx"` (or
-    "onnx-int8") runs the acoustic model with ONNX Runtime on the CPU (needs ``asr[export]``).
+    keyword arguments are `DecodingOptions` fields (beam_threshold, blank_skip_threshold).
+    `runtime="onnx"` (or "onnx-int8") runs the acoustic model with ONNX Runtime on the CPU (needs
+    ``asr[export]``).
     """
     set_threads(threads)
     options = {k: v for k, v in options.items() if v is not None}

@@ -78,7 +78,8 @@ def test_silence_gives_empty_transcript(tiny_model, tmp_path):
 
 def test_evaluate_last_line_and_report(tiny_model, tone_corpus, tmp_path):
     res = runner.invoke(app, ["evaluate", str(tone_corpus / "train.jsonl"), "--model", str(tiny_model),
-                              "--report", str(tmp_path / "rep"), "--beam-size", "4", "--beam-size-token", "8", "--blank-skip", "0.99"])
+                              "--report", str(tmp_path / "rep"), "--beam-size", "4", "--beam-size-token", "8",
+                              "--blank-skip", "0.99"])
     assert res.exit_code == 0, res.output
     last = res.stdout.strip().splitlines()[-1].split()
     assert last[0::2] == ["WER", "SUB", "DEL", "INS", "RTF", "N"]

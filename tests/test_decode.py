@@ -71,6 +71,8 @@ def test_beam_size_token_limits_the_tokens_tried_per_frame():
     lp = _blank_beats_each_letter()
     assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, beam_size_token=1))(lp, torch.tensor([2]))[0].text == ""
     assert BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, beam_size_token=3))(lp, torch.tensor([2]))[0].text != ""
+    with pytest.raises(ValueError, match="beam_size_token"):
+        BeamSearchDecoder(TOK, DecodingOptions(beam_size=8, beam_size_token=-1))
 
 
 def test_decode_checks_shapes():
