@@ -62,7 +62,7 @@ LM_HELP = ("LM file for shallow fusion: a word n-gram (.arpa, .arpa.gz) or an LS
 LM_WEIGHT_HELP = "Weight of the LM's log-probabilities (default: tuned per kind of LM, asr.decode.LM_DEFAULTS)."
 WORD_SCORE_HELP = "Insertion bonus (with --lm): per word with an n-gram, per token with an LSTM LM."
 BEAM_TOKENS_HELP = ("Beam search: tokens tried per hypothesis and frame (default: tuned for the n-gram, "
-                    "asr.decode.LM_DEFAULTS; else 4 x the beam; 0 = 4 x the beam).")
+                    "asr.decode.LM_DEFAULTS; 0, or with other LMs: 4 x the beam).")
 
 
 def _lm_choice(lm: str, model: Optional[Path]) -> Optional[str]:

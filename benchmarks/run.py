@@ -40,9 +40,9 @@ from asr.ngram import is_ngram_path  # noqa: E402
 
 LSTM_LM = default_model_path().with_name("default-lm.pt")     # the token-level LSTM LM shipped beside it
 _KIND = "ngram" if is_ngram_path(default_lm_path()) else "lstm"
-_TOKENS = LM_DEFAULTS[_KIND].get("beam_size_token")
-DEFAULT_LM = (f"beam {LM_DEFAULTS[_KIND]['beam_size']}{f' x {_TOKENS} tokens' if _TOKENS else ''} + "
-              f"{'n-gram' if _KIND == 'ngram' else 'LSTM'} LM (shipped default)")
+_TUNED = LM_DEFAULTS[_KIND]
+_TOKENS = f" x {_TUNED['beam_size_token']} tokens" if "beam_size_token" in _TUNED else ""
+DEFAULT_LM = f"beam {_TUNED['beam_size']}{_TOKENS} + {'n-gram' if _KIND == 'ngram' else 'LSTM'} LM (shipped default)"
 from asr.manifest import read_manifest  # noqa: E402
 from asr.metrics import score  # noqa: E402
 
